@@ -1,5 +1,31 @@
-// Package fetcher downloads byte ranges of remote files over HTTP, ranked by
-// one priority queue, into a Store. Not a stable API.
+// Package fetcher downloads byte ranges of remote files over HTTP into a
+// Store, ranked by one priority queue. Not a stable API.
+//
+// # Work and its order
+//
+// All work goes through one queue. A read that is waiting now (Ensure) is
+// served first, readahead (Readahead) next, and background fill (after
+// Start, when Options.Background is set) last, ordered by the file's
+// manifest priority. Background fill never takes the connections reserved
+// for reads: it runs on at most MaxConns minus a reserve of workers, so a
+// read finds a free connection unless other reads hold them all. A read that
+// needs a block a running background transfer will reach only later steals
+// the block: the background transfer stops before it.
+//
+// # What is accepted from the origin
+//
+// A ranged GET carries If-Range with the validator pinned by the first
+// response. Only a 206 whose Content-Range matches the request and whose
+// total equals the pinned size, with no Content-Encoding, is stored. A 200 to
+// a ranged request means either that the object changed (its validator
+// differs: the file is reset and the new version streamed) or that the origin
+// ignores Range: the file is then streamed in order from the start, one
+// stream at a time, and readers wait for their offset.
+//
+// # Goroutines
+//
+// New starts MaxConns workers; Close cancels every request in flight and
+// waits for all of them. No other goroutine is started.
 package fetcher
 
 import (
@@ -7,6 +33,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"ferry/manifest"
@@ -22,15 +49,20 @@ type Remote struct {
 // Store is the local copy of one remote file, as the fetcher needs it.
 // Implementations are safe for concurrent use.
 type Store interface {
+	// BlockSize is fixed for the life of the store.
 	BlockSize() int64
 	// Remote returns the pinned validator and the current generation.
 	Remote() (r Remote, gen uint64, ok bool)
 	// Pin records the validator for generation gen, durably.
 	Pin(gen uint64, r Remote) error
+	// Present reports whether block idx is local; cheap.
 	Present(idx int64) bool
 	// Missing returns the first block in [first, last] not present, or -1.
 	Missing(first, last int64) int64
+	// LocalBytes is the number of bytes held locally.
+	LocalBytes() int64
 	// WriteBlock stores block idx of generation gen (fails if gen is stale).
+	// The caller may reuse data once it returns.
 	WriteBlock(gen uint64, idx int64, data []byte) error
 	// Reset drops every block and the validator; returns the new generation.
 	Reset(reason string) (uint64, error)
@@ -38,11 +70,26 @@ type Store interface {
 
 // Options configure New.
 type Options struct {
-	MaxConns    int           // connections in all, default 8
-	Client      *http.Client  // nil: a client with a transport sized to MaxConns
-	Background  bool          // fill every file in the background
-	ReadTimeout time.Duration // how long Ensure waits for missing bytes; 0: no limit
-	Logger      *slog.Logger
+	// MaxConns bounds the HTTP requests in flight, in all; default 8.
+	MaxConns int
+	// Client makes the requests; nil builds one whose transport allows
+	// MaxConns connections per host and never asks for compression.
+	Client *http.Client
+	// Background fills every file in the background once Start is called.
+	Background bool
+	// ReadTimeout bounds how long Ensure waits for missing bytes; 0: no limit.
+	ReadTimeout time.Duration
+	// StallTimeout aborts a response whose body sends nothing for this long;
+	// default 30s.
+	StallTimeout time.Duration
+	// ChunkSize is how many bytes one background request asks for; default
+	// 16 MiB (rounded to whole blocks).
+	ChunkSize int64
+	// Backoff is the first retry delay after a transient failure, doubled
+	// (with jitter) up to MaxBackoff; defaults 250ms and 30s.
+	Backoff, MaxBackoff time.Duration
+	// Logger receives transfer errors; nil discards.
+	Logger *slog.Logger
 }
 
 // Spec describes one remote file.
@@ -58,6 +105,7 @@ type Spec struct {
 // State of a file's transfer.
 type State string
 
+// The states of SPEC.md's user.ferry.state for remote files.
 const (
 	StateRemote   State = "remote"
 	StatePartial  State = "partial"
@@ -65,42 +113,126 @@ const (
 	StateFailed   State = "failed"
 )
 
-// ErrClosed is returned once the fetcher is closed.
-var ErrClosed = errors.New("fetcher: closed")
+var (
+	// ErrClosed is returned once the fetcher is closed.
+	ErrClosed = errors.New("fetcher: closed")
+	// ErrTimeout is wrapped by Ensure's error when ReadTimeout passed.
+	ErrTimeout = errors.New("fetcher: read timeout")
+)
 
-// Fetcher owns the workers; must call Close.
-type Fetcher struct{}
+// Fetcher owns the workers and the queue. Must call Close.
+type Fetcher struct {
+	opts   Options
+	client *http.Client
+	log    *slog.Logger
+
+	ctx    context.Context // cancelled by Close; every request uses it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the workers
+
+	// mu guards everything below, and the fields of every File and job
+	// marked "guarded by Fetcher.mu". It is never held across I/O: not
+	// across an HTTP request, a body read, or a Store write.
+	mu       sync.Mutex
+	work     *sync.Cond  // signalled when the queue or background work may have grown
+	queue    jobHeap     // demand and readahead jobs
+	seq      uint64      // orders jobs of one class: first come, first served
+	files    []*File     // every file, for background fill, in manifest order
+	bgActive int         // workers running background jobs
+	wake     *time.Timer // wakes idle workers when a backoff ends
+	wakeAt   time.Time
+	started  bool // background fill allowed
+	closed   bool
+}
 
 // New starts the fetcher's workers.
-func New(opts Options) *Fetcher { return &Fetcher{} }
+func New(opts Options) *Fetcher {
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 8
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = 30 * time.Second
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 16 << 20
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 250 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	client := opts.Client
+	if client == nil {
+		client = newClient(opts.MaxConns)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel}
+	f.work = sync.NewCond(&f.mu)
+	for range opts.MaxConns {
+		f.wg.Add(1)
+		go f.worker()
+	}
+	return f
+}
 
-// Close stops every worker and waits for them.
-func (f *Fetcher) Close() error { return nil }
+// Close cancels every request in flight, stops every worker and waits for
+// them. Waiting Ensure calls return ErrClosed.
+func (f *Fetcher) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	f.cancel()
+	if f.wake != nil {
+		f.wake.Stop()
+	}
+	for _, fl := range f.files {
+		fl.notifyLocked()
+	}
+	f.work.Broadcast()
+	f.mu.Unlock()
+	f.wg.Wait()
+	return nil
+}
 
-// Add registers a file. Files added before Start are filled in the background
-// once Start is called (if Options.Background).
-func (f *Fetcher) Add(spec Spec, st Store) *File { return &File{} }
+// Add registers a file. Files are filled in the background once Start is
+// called (if Options.Background); reads work at once.
+func (f *Fetcher) Add(spec Spec, st Store) *File {
+	fl := &File{f: f, spec: spec, st: st, bs: st.BlockSize(), size: -1,
+		claims: make(map[int64]*job), changed: make(chan struct{}), prio: spec.Priority}
+	if r, _, ok := st.Remote(); ok {
+		fl.size = r.Size
+	} else if spec.Size >= 0 {
+		fl.size = spec.Size
+	}
+	f.mu.Lock()
+	f.files = append(f.files, fl)
+	f.mu.Unlock()
+	return fl
+}
 
-// Start begins background filling.
-func (f *Fetcher) Start() {}
+// Start begins background filling (if Options.Background).
+func (f *Fetcher) Start() {
+	f.mu.Lock()
+	f.started = true
+	f.work.Broadcast()
+	f.mu.Unlock()
+}
 
-// File is one registered remote file.
-type File struct{}
-
-// Size returns the size of the remote file, asking the origin (HEAD) when it is
-// neither declared nor pinned.
-func (fl *File) Size(ctx context.Context) (int64, error) { return 0, errors.New("not implemented") }
-
-// Ensure waits until the bytes [off, off+n) are local, fetching missing blocks
-// first at demand priority. It returns ctx.Err() when ctx ends, an error
-// wrapping ErrTimeout after ReadTimeout, and the file's error when it failed.
-func (fl *File) Ensure(ctx context.Context, off, n int64) error { return errors.New("not implemented") }
-
-// Readahead asks for [off, off+n) ahead of need; it never blocks.
-func (fl *File) Readahead(off, n int64) {}
-
-// State returns the transfer state and, when failed, the reason.
-func (fl *File) State() (State, error) { return StateRemote, nil }
-
-// ErrTimeout is wrapped by Ensure's error when ReadTimeout passed.
-var ErrTimeout = errors.New("fetcher: read timeout")
+// bgLimit is how many workers background jobs may hold at once: the rest are
+// kept for reads.
+func (f *Fetcher) bgLimit() int {
+	n := f.opts.MaxConns
+	if n <= 1 {
+		return n
+	}
+	reserve := max(1, n/4)
+	return n - reserve
+}

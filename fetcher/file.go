@@ -1,0 +1,230 @@
+package fetcher
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"ferry/manifest"
+)
+
+// File is one registered remote file. Its methods are safe for concurrent use.
+type File struct {
+	f    *Fetcher
+	spec Spec
+	st   Store
+	bs   int64 // st.BlockSize()
+
+	// Guarded by Fetcher.mu.
+	size     int64             // known size; -1 until declared, pinned or asked
+	claims   map[int64]*job    // blocks that a queued or running job will fetch
+	changed  chan struct{}     // closed and replaced whenever blocks land or the state changes
+	err      error             // permanent failure; reads return it
+	noRange  bool              // the origin ignores Range: only streams fill it
+	stream   *job              // the stream running for a noRange file
+	bgNext   int64             // where background fill looks for missing blocks next
+	done     bool              // complete: background fill skips it
+	retryAt  time.Time         // no request before this (backoff)
+	failures int               // transient failures in a row
+	bad      int               // answers in a row that broke the protocol
+	prio     manifest.Priority // background priority
+}
+
+// Path is the file's path in the manifest.
+func (fl *File) Path() string { return fl.spec.Path }
+
+// notifyLocked wakes every reader waiting on the file. Fetcher.mu is held.
+func (fl *File) notifyLocked() {
+	close(fl.changed)
+	fl.changed = make(chan struct{})
+}
+
+// Size returns the size of the remote file, asking the origin when it is
+// neither declared nor pinned.
+func (fl *File) Size(ctx context.Context) (int64, error) {
+	fl.f.mu.Lock()
+	size, err := fl.size, fl.err
+	fl.f.mu.Unlock()
+	if size >= 0 {
+		return size, nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	r, err := fl.f.probe(ctx, fl)
+	if err != nil {
+		return -1, fmt.Errorf("fetcher: size of %s: %w", fl.spec.URL, err)
+	}
+	fl.f.mu.Lock()
+	if fl.size < 0 {
+		fl.size = r.Size
+	}
+	size = fl.size
+	fl.f.mu.Unlock()
+	return size, nil
+}
+
+// blocks is the number of blocks of a file of the given size.
+func (fl *File) blocks(size int64) int64 { return (size + fl.bs - 1) / fl.bs }
+
+// Ensure waits until the bytes [off, off+n) are local, fetching missing blocks
+// first at demand priority. The range is clipped to the file's size. It
+// returns ctx.Err() when ctx ends, an error wrapping ErrTimeout after
+// Options.ReadTimeout, ErrClosed once the fetcher closes, and the file's
+// error when it failed.
+func (fl *File) Ensure(ctx context.Context, off, n int64) error {
+	size, err := fl.Size(ctx)
+	if err != nil {
+		return err
+	}
+	if off >= size || n <= 0 {
+		return nil
+	}
+	n = min(n, size-off)
+	first, last := off/fl.bs, (off+n-1)/fl.bs
+	var timeout <-chan time.Time
+	if d := fl.f.opts.ReadTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		fl.f.mu.Lock()
+		ch, err, closed := fl.changed, fl.err, fl.f.closed
+		fl.f.mu.Unlock()
+		switch {
+		case closed:
+			return ErrClosed
+		case err != nil:
+			return err
+		}
+		// ch was taken before this check, so a block landing after it
+		// closes ch: no wake-up is lost.
+		m := fl.st.Missing(first, last)
+		if m < 0 {
+			return nil
+		}
+		fl.f.mu.Lock()
+		fl.requestLocked(m, last, classDemand)
+		fl.f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return fmt.Errorf("%w: %s: bytes %d-%d not local after %s", ErrTimeout, fl.spec.Path, off, off+n-1, fl.f.opts.ReadTimeout)
+		}
+	}
+}
+
+// Readahead asks for [off, off+n) ahead of need; it never blocks.
+func (fl *File) Readahead(off, n int64) {
+	fl.f.mu.Lock()
+	defer fl.f.mu.Unlock()
+	size := fl.size
+	if size < 0 || off >= size || n <= 0 || fl.err != nil || fl.f.closed {
+		return
+	}
+	n = min(n, size-off)
+	first, last := off/fl.bs, (off+n-1)/fl.bs
+	if m := fl.st.Missing(first, last); m >= 0 {
+		fl.requestLocked(m, last, classReadahead)
+	}
+}
+
+// State returns the transfer state and, when failed, the reason.
+func (fl *File) State() (State, error) {
+	fl.f.mu.Lock()
+	size, err := fl.size, fl.err
+	fl.f.mu.Unlock()
+	switch {
+	case err != nil:
+		return StateFailed, err
+	case fl.complete(size):
+		return StateComplete, nil
+	case fl.st.LocalBytes() > 0:
+		return StatePartial, nil
+	}
+	return StateRemote, nil
+}
+
+// complete reports whether every block of a file of the given size is local
+// and its version is pinned.
+func (fl *File) complete(size int64) bool {
+	if size <= 0 {
+		return size == 0
+	}
+	if _, _, ok := fl.st.Remote(); !ok {
+		return false
+	}
+	return size == 0 || fl.st.Missing(0, fl.blocks(size)-1) < 0
+}
+
+// requestLocked makes sure every missing block in [first, last] is fetched
+// by some job of at least class c: it queues jobs for unclaimed blocks,
+// raises queued jobs to c, and steals blocks from running lower-class jobs
+// that would reach them only later. Fetcher.mu is held.
+func (fl *File) requestLocked(first, last int64, c class) {
+	f := fl.f
+	if fl.noRange {
+		fl.requestStreamLocked(c)
+		return
+	}
+	runStart := int64(-1)
+	flush := func(end int64) {
+		if runStart >= 0 {
+			f.pushLocked(fl, runStart, end, c)
+			runStart = -1
+		}
+	}
+	maxRun := max(1, f.opts.ChunkSize/fl.bs)
+	for i := first; i <= last; i++ {
+		if fl.st.Present(i) {
+			flush(i - 1)
+			continue
+		}
+		if j := fl.claims[i]; j != nil {
+			if !f.raiseOrStealLocked(j, i, c) {
+				flush(i - 1)
+				continue
+			}
+		}
+		if runStart < 0 {
+			runStart = i
+		}
+		if i-runStart+1 >= maxRun {
+			flush(i)
+		}
+	}
+	flush(last)
+}
+
+// requestStreamLocked makes sure a stream of class at least c runs or is
+// queued for a file whose origin ignores Range. Fetcher.mu is held.
+func (fl *File) requestStreamLocked(c class) {
+	if j := fl.stream; j != nil {
+		if !j.running && j.class < c {
+			fl.f.queue.raise(j, c)
+		}
+		return
+	}
+	size := fl.size
+	if size <= 0 {
+		return
+	}
+	fl.stream = fl.f.pushLocked(fl, 0, fl.blocks(size)-1, c)
+	fl.stream.stream = true
+}
+
+// fail marks the file failed for good and wakes its readers.
+func (fl *File) failLocked(err error) {
+	if fl.err == nil {
+		fl.err = err
+		fl.f.log.Error("transfer failed", "path", fl.spec.Path, "url", fl.spec.URL, "err", err)
+	}
+	fl.notifyLocked()
+}
+
+// backingOffLocked reports whether the file waits out a backoff. Fetcher.mu
+// is held.
+func (fl *File) backingOffLocked() bool { return time.Now().Before(fl.retryAt) }
