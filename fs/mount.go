@@ -1,0 +1,391 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"ferry/cache"
+	"ferry/fetcher"
+	"ferry/manifest"
+)
+
+// fsName is the mount's source in /proc/self/mountinfo; its type is
+// "fuse.ferry", which is what `mount -t fuse.ferry` names.
+const fsName = "ferry"
+
+// DefaultBlockSize is the block size of new cache records when
+// Options.BlockSize is zero.
+const DefaultBlockSize = 1 << 20
+
+// kernelReadAheadKB is what the mount's read_ahead_kb is raised to: the
+// kernel otherwise keeps 128 KiB reads whatever MaxReadAhead says
+// (FACTS.md).
+const kernelReadAheadKB = 1024
+
+// Options configure Mount. The zero value works, except CacheDir.
+type Options struct {
+	CacheDir    string        // cache directory (created 0700); required
+	BlockSize   int64         // block size of new cache records; 0: DefaultBlockSize
+	MaxConns    int           // connections to origins in all; 0: the fetcher's default
+	Background  bool          // fill every file in the background
+	ReadTimeout time.Duration // how long a read waits for missing bytes; 0: no limit
+	AllowOther  bool          // let other users see the mount
+	Logger      *slog.Logger  // nil discards
+	Debug       bool          // log every FUSE request (at Info level)
+}
+
+// Mounted is a live ferry mount. It owns the FUSE server, the fetcher and the
+// cache; must call Close.
+type Mounted struct {
+	dir     string // absolute mountpoint
+	root    *rootNode
+	log     *slog.Logger
+	server  *fuse.Server
+	fetcher *fetcher.Fetcher
+	cache   *cache.Cache
+	dev     string        // major:minor of the mount, "" if unknown
+	served  chan struct{} // closed when the FUSE serve loop has ended
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Mount mounts the files of m at mountpoint and returns once the mount is
+// live and the background fill has started. See MountContext.
+func Mount(mountpoint string, m *manifest.Manifest, opts Options) (*Mounted, error) {
+	return MountContext(context.Background(), mountpoint, m, opts)
+}
+
+// MountContext is Mount with a context that bounds the preparation (the
+// resolution of sizes the manifest leaves open); it is not used once the
+// mount is live. On error nothing is left mounted and the cache is closed.
+func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, opts Options) (_ *Mounted, err error) {
+	if opts.CacheDir == "" {
+		return nil, errors.New("fs: no cache directory")
+	}
+	if opts.BlockSize == 0 {
+		opts.BlockSize = DefaultBlockSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir, err := mountDir(mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.Open(opts.CacheDir, cache.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("fs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	fet := fetcher.New(fetcher.Options{
+		MaxConns:    opts.MaxConns,
+		Background:  opts.Background,
+		ReadTimeout: opts.ReadTimeout,
+		Logger:      opts.Logger,
+	})
+	defer func() {
+		if err != nil {
+			fet.Close()
+		}
+	}()
+	sh := &shared{
+		uid:       uint32(os.Getuid()),
+		gid:       uint32(os.Getgid()),
+		mountTime: time.Now(),
+		blockSize: opts.BlockSize,
+		log:       opts.Logger,
+	}
+	files, err := addFiles(m, c, fet, sh)
+	if err != nil {
+		return nil, err
+	}
+	if err := resolveSizes(ctx, files, opts.MaxConns); err != nil {
+		return nil, err
+	}
+	root := &rootNode{dirNode: dirNode{sh: sh}}
+	for _, f := range files {
+		root.files = append(root.files, f.node)
+		sh.files++
+		sh.totalBytes += f.node.size
+	}
+	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, served: make(chan struct{})}
+	if err := mnt.mount(root, opts); err != nil {
+		return nil, err
+	}
+	fet.Start()
+	opts.Logger.Info("fs: mounted", "mountpoint", dir, "files", len(files), "cache", opts.CacheDir)
+	return mnt, nil
+}
+
+// mountDir returns the absolute, symlink-free mountpoint, refusing one that
+// is already a ferry mount.
+func mountDir(mountpoint string) (string, error) {
+	dir, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return "", fmt.Errorf("fs: mountpoint: %w", err)
+	}
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return "", fmt.Errorf("fs: mountpoint: %w", err)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("fs: mountpoint: %w", err)
+	} else if !st.IsDir() {
+		return "", fmt.Errorf("fs: mountpoint %s is not a directory", dir)
+	}
+	if e, ok, err := findMount(dir); err == nil && ok && e.fstype == "fuse."+fsName {
+		return "", fmt.Errorf("fs: %s is already a ferry mount", dir)
+	}
+	return dir, nil
+}
+
+// prepared is a file node with what Mount needs to resolve its size.
+type prepared struct {
+	node *fileNode
+	line int
+}
+
+// addFiles registers every manifest file with the cache and the fetcher.
+func addFiles(m *manifest.Manifest, c *cache.Cache, fet *fetcher.Fetcher, sh *shared) ([]prepared, error) {
+	files := make([]prepared, 0, len(m.Files))
+	for _, mf := range m.Files {
+		cf, err := c.File(mf.Path, mf.URL, mf.Size, sh.blockSize)
+		if err != nil {
+			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
+		}
+		ff := fet.Add(fetcher.Spec{
+			Path:     mf.Path,
+			URL:      mf.URL,
+			Mirrors:  mf.Mirrors,
+			Header:   header(mf.Headers),
+			Size:     mf.Size,
+			Priority: mf.Priority,
+		}, store{cf})
+		mtime := mf.MTime
+		if mtime.IsZero() {
+			mtime = sh.mountTime
+		}
+		files = append(files, prepared{
+			node: &fileNode{sh: sh, path: mf.Path, url: mf.URL, size: mf.Size, mtime: mtime, store: cf, fetch: ff},
+			line: mf.Line,
+		})
+	}
+	return files, nil
+}
+
+func header(h map[string]string) http.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		out.Set(k, v)
+	}
+	return out
+}
+
+// mount starts the FUSE server and waits until the kernel serves the
+// mount; on error nothing is left mounted.
+func (m *Mounted) mount(root *rootNode, opts Options) error {
+	entryTimeout := time.Hour
+	attrTimeout := time.Second
+	fsOpts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			// We run as root: mount(2) /dev/fuse directly. go-fuse
+			// falls back to fusermount3 when that fails (not root).
+			DirectMount: true,
+			// Shown as the source ("ferry") and the type
+			// ("fuse.ferry") in mountinfo, df -T and mount.
+			FsName: fsName,
+			Name:   fsName,
+			// Reads of up to 1 MiB per request (max_read and the
+			// kernel's max_pages follow MaxWrite); with 128 KiB
+			// requests a FUSE read costs ~20% more (FACTS.md).
+			MaxWrite: 1 << 20,
+			// Let the kernel read ahead up to 1 MiB; the bdi's
+			// read_ahead_kb is raised to match after the mount.
+			MaxReadAhead: 1 << 20,
+			// Other users may read only when asked for.
+			AllowOther: opts.AllowOther,
+			// Answer security.* xattr queries (sent on every
+			// write-ish syscall and by ls -Z) in go-fuse without a
+			// round trip; we carry no labels.
+			IgnoreSecurityLabels: true,
+			Debug:                opts.Debug,
+			Logger:               slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
+		},
+		// The tree is fixed for the life of the mount, so names
+		// (positive and negative) may be cached for long.
+		EntryTimeout:    &entryTimeout,
+		NegativeTimeout: &entryTimeout,
+		// Sizes and times are fixed too, but st_blocks follows the
+		// local bytes: keep attributes for a second, like libfuse.
+		AttrTimeout:    &attrTimeout,
+		RootStableAttr: &gofs.StableAttr{Ino: 1},
+		Logger:         log.New(&slogWriter{opts.Logger}, "", 0),
+	}
+	server, err := fuse.NewServer(gofs.NewNodeFS(root, fsOpts), m.dir, &fsOpts.MountOptions)
+	if err != nil {
+		// go-fuse does not unmount when the INIT handshake fails.
+		m.removeStaleMount()
+		return fmt.Errorf("fs: mount %s: %w", m.dir, err)
+	}
+	m.server = server
+	// INIT is done: the kernel's answer on passthrough is known.
+	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 && os.Geteuid() == 0 {
+		root.sh.passthrough.Store(true)
+	}
+	go func() {
+		server.Serve()
+		close(m.served)
+	}()
+	if err := server.WaitMount(); err != nil {
+		m.unmount()
+		return fmt.Errorf("fs: mount %s: %w", m.dir, err)
+	}
+	if e, ok, err := findMount(m.dir); err == nil && ok {
+		m.dev = e.dev
+		m.raiseReadahead()
+	} else {
+		m.log.Warn("fs: mount not found in mountinfo", "mountpoint", m.dir, "err", err)
+	}
+	return nil
+}
+
+// raiseReadahead sets the mount's read_ahead_kb (best effort).
+func (m *Mounted) raiseReadahead() {
+	p := "/sys/class/bdi/" + m.dev + "/read_ahead_kb"
+	if err := os.WriteFile(p, []byte(fmt.Sprint(kernelReadAheadKB)), 0); err != nil {
+		m.log.Warn("fs: cannot raise kernel readahead", "path", p, "err", err)
+	}
+}
+
+// slogWriter sends go-fuse's diagnostic lines to the logger as warnings.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn("fs: go-fuse: " + string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && p[len(p)-1] == '\n' {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+// Dir is the absolute mountpoint.
+func (m *Mounted) Dir() string { return m.dir }
+
+// Wait blocks until the mount is gone: unmounted from outside (umount,
+// fusermount3 -u, ferry unmount) or by Close. Call Close afterwards to
+// release the fetcher and the cache.
+func (m *Mounted) Wait() { <-m.served }
+
+// Close unmounts (retrying, then lazily as a last resort), stops the
+// fetcher, then closes the cache, which makes every written block durable.
+// Safe to call more than once and after Wait returned.
+func (m *Mounted) Close() error {
+	m.closeOnce.Do(func() {
+		errs := []error{m.unmount()}
+		if err := m.fetcher.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("fs: closing fetcher: %w", err))
+		}
+		if err := m.cache.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("fs: closing cache: %w", err))
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+// unmount takes the mount down and waits for the serve loop to end.
+func (m *Mounted) unmount() error {
+	select {
+	case <-m.served:
+		return nil // unmounted from outside
+	default:
+	}
+	err := m.server.Unmount() // retries a few times on EBUSY
+	if err == nil {
+		<-m.served
+		return nil
+	}
+	if e, ok, ferr := findMount(m.dir); ferr == nil && (!ok || e.fstype != "fuse."+fsName) {
+		<-m.served // went away from outside meanwhile
+		return nil
+	}
+	// Still busy (an open file, a shell's cwd): detach it from the tree
+	// and abort the connection, so the serve loop ends and processes
+	// still holding files get ENOTCONN rather than a hang.
+	m.log.Warn("fs: unmount failed, detaching", "mountpoint", m.dir, "err", err)
+	if derr := lazyUnmount(m.dir); derr != nil {
+		return fmt.Errorf("fs: unmount %s: %w (lazy unmount: %v)", m.dir, err, derr)
+	}
+	if !m.abortConnection() {
+		// The serve loop ends when the last open file is closed;
+		// until then requests fail once the fetcher and the cache
+		// are closed.
+		return fmt.Errorf("fs: %s detached but still in use: %w", m.dir, err)
+	}
+	<-m.served
+	return nil
+}
+
+// lazyUnmount detaches dir (umount -l), through fusermount3 when not root.
+func lazyUnmount(dir string) error {
+	err := syscall.Unmount(dir, syscall.MNT_DETACH)
+	if err == nil || os.Geteuid() == 0 {
+		return err
+	}
+	out, ferr := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput()
+	if ferr != nil {
+		return fmt.Errorf("%v; fusermount3: %v: %s", err, ferr, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// abortConnection aborts the FUSE connection of the mount (whose number is
+// the minor of its device), failing every pending and future request.
+func (m *Mounted) abortConnection() bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(m.dev, "%d:%d", &major, &minor); err != nil {
+		m.log.Warn("fs: cannot abort FUSE connection: device unknown", "dev", m.dev)
+		return false
+	}
+	p := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", minor)
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		m.log.Warn("fs: cannot abort FUSE connection", "path", p, "err", err)
+		return false
+	}
+	return true
+}
+
+// removeStaleMount unmounts m.dir if a failed NewServer left a ferry mount
+// there (mountDir checked that there was none before).
+func (m *Mounted) removeStaleMount() {
+	if e, ok, err := findMount(m.dir); err == nil && ok && e.fstype == "fuse."+fsName {
+		if err := syscall.Unmount(m.dir, syscall.MNT_DETACH); err != nil {
+			m.log.Error("fs: cannot remove failed mount", "mountpoint", m.dir, "err", err)
+		}
+	}
+}
