@@ -13,11 +13,68 @@
 //     validator in one batch and bumps the generation, so a write that was
 //     started for the old version is refused with ErrStale.
 //   - All methods of Cache and File are safe for concurrent use.
+//
+// # Directory layout
+//
+//	DIR/            mode 0700
+//	DIR/lock        flock(LOCK_EX) held while a process has DIR open
+//	DIR/map/        Pebble: the block map (keys below)
+//	DIR/data/       one sparse file per remote file, named by its ID in hex:
+//	                data/00000000000000a3; block i at offset i*BlockSize
+//
+// # Block map keys (keys.go, docs/on-disk-format.md)
+//
+//	"v"                       -> u64 schema version (1)
+//	"n"                       -> u64 next file ID
+//	"m/open"                  -> u64 Unix ns; present while a process has DIR open
+//	"m/files"                 -> u64 number of file records
+//	"m/bytes"                 -> u64 sum of stored lengths of all "b/" keys
+//	"p/" path                 -> u64 file ID
+//	"f/" id                   -> file record (record.go)
+//	"b/" id idx               -> block state
+//	"o/" seq, "l/" ...        reserved (outbox, LRU)
+//
+// Every u64 is 8 bytes big-endian. A block key and its value:
+//
+//	 0      2               10              18
+//	+------+---------------+---------------+
+//	| "b/" | file ID (BE)  | block idx (BE)|
+//	+------+---------------+---------------+
+//	 0       1            5            9                17
+//	+-------+------------+------------+-----------------+
+//	| codec | length (BE)| crc32c (BE)| generation (BE) |
+//	+-------+------------+------------+-----------------+
+//
+// # Lifecycle of a block
+//
+// WriteBlock pwrites the bytes, sets the block's bit (readable now) and
+// queues it for the committer, a goroutine owned by the Cache. Every few
+// milliseconds the committer fdatasyncs each data file it has blocks for,
+// then commits one synced Pebble batch with their "b/" keys. A queued block
+// whose file was reset meanwhile (its generation changed) is dropped. After
+// an unclean stop, Open finds "m/open" (UncleanStart) and the map holds
+// exactly the blocks committed before the stop; Verify rereads a block and
+// checks it against its CRC.
+//
+// Lock order: Cache.dbMu, Cache.filesMu, File.mu, Cache.commitMu,
+// fdCache.mu.
 package cache
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrStale is returned by WriteBlock and Pin when the generation they name is
@@ -27,10 +84,31 @@ var ErrStale = errors.New("cache: stale generation")
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("cache: closed")
 
+// maxBlockSize bounds BlockSize: a block's stored length is a uint32.
+const maxBlockSize = 1 << 30
+
 // Options configure Open.
 type Options struct {
 	// Logger receives Pebble's log and the cache's own; nil discards.
 	Logger *slog.Logger
+
+	// OnFatal is called when Pebble reports an error it cannot continue
+	// from (its Logger.Fatalf: a failed WAL or MANIFEST write). The cache is
+	// unusable afterwards. cmd should log msg and exit; if OnFatal is nil or
+	// returns, the goroutine that hit the error ends (runtime.Goexit),
+	// because Pebble requires that Fatalf not return.
+	OnFatal func(msg string)
+
+	// MaxOpenFiles bounds the data files kept open; 0 means 256.
+	MaxOpenFiles int
+
+	// CommitWindow is how long the committer collects blocks before it
+	// syncs them; 0 means 2ms.
+	CommitWindow time.Duration
+
+	// mapFS, when set, holds the block map instead of the real disk (crash
+	// tests use a crashable vfs.MemFS). Data files stay on the real disk.
+	mapFS vfs.FS
 }
 
 // Remote identifies one version of a remote object.
@@ -40,72 +118,306 @@ type Remote struct {
 	LastModified string
 }
 
+// Stats are cache-wide totals, maintained as blocks come and go.
+type Stats struct {
+	LocalBytes int64 // bytes of present blocks, in every file (loaded or not)
+	Files      int64 // file records
+}
+
 // Cache is an open cache directory. Must call Close.
-type Cache struct{}
+type Cache struct {
+	dir     string
+	log     *slog.Logger
+	db      *pebble.DB
+	lock    *os.File
+	unclean bool
+	closed  atomic.Bool
+	fds     fdCache
+	cm      committer
+
+	// dbMu is read-locked by every method that uses db outside the
+	// committer; Close write-locks it to close db, so no call can reach a
+	// closed Pebble.
+	dbMu sync.RWMutex
+
+	// filesMu guards files, nextID and fileCount.
+	filesMu   sync.Mutex
+	files     map[string]*File
+	nextID    uint64
+	fileCount atomic.Int64
+
+	// commitMu serializes every batch that adds or removes "b/" keys or
+	// changes a file's generation, so the committer's generation check and
+	// its commit are one step. It guards durableBytes and File.durable.
+	commitMu     sync.Mutex
+	durableBytes int64 // value of "m/bytes"
+
+	localBytes atomic.Int64 // Stats.LocalBytes: durable plus not yet committed
+	fatal      atomic.Pointer[string]
+}
 
 // Open opens (creating if needed, mode 0700) the cache directory dir.
 // Startup cost does not depend on the number of blocks stored.
-func Open(dir string, opts Options) (*Cache, error) { return nil, errors.New("cache: not implemented") }
-
-// Close makes every written block durable, closes every data file and Pebble.
-func (c *Cache) Close() error { return nil }
-
-// File returns the local copy of the manifest entry at path, creating its
-// record on first use. The same *File is returned for the same path while
-// the cache is open. If the recorded URL differs from url, or declaredSize
-// (-1: unknown) differs from the pinned size, the file is reset first.
-// blockSize applies to a new record only; an existing record keeps its own.
-func (c *Cache) File(path, url string, declaredSize, blockSize int64) (*File, error) {
-	return nil, errors.New("cache: not implemented")
+func Open(dir string, opts Options) (*Cache, error) {
+	c := &Cache{dir: dir, log: opts.Logger, files: make(map[string]*File)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.fds.max = opts.MaxOpenFiles
+	if c.fds.max <= 0 {
+		c.fds.max = 256
+	}
+	if err := prepareDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	c.lock = lock
+	if err := c.openMap(opts); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	window := opts.CommitWindow
+	if window <= 0 {
+		window = 2 * time.Millisecond
+	}
+	c.cm.start(c, window)
+	return c, nil
 }
 
-// File is the local copy of one remote file.
-type File struct{}
+// prepareDir creates dir and dir/data with mode 0700, tightening dir if it
+// exists with a looser mode.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("cache: %s is not a directory", dir)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
 
-// ID is the file's stable identifier in the block map.
-func (f *File) ID() uint64 { return 0 }
+// lockDir takes the exclusive flock on dir/lock; the lock lives as long as
+// the returned file stays open.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("cache: cache directory %s is in use by another ferry process", dir)
+		}
+		return nil, fmt.Errorf("cache: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
 
-// BlockSize is fixed for the life of the record.
-func (f *File) BlockSize() int64 { return 0 }
+// openMap opens Pebble, checks or writes the schema version, loads the
+// counters and sets the open marker (synced).
+func (c *Cache) openMap(opts Options) error {
+	po := &pebble.Options{
+		Logger: pebbleLogger{c: c, onFatal: opts.OnFatal},
+		// Pinned, not FormatNewest: upgrading Pebble must not silently
+		// ratchet the on-disk format.
+		FormatMajorVersion: pebble.FormatTableFormatV6,
+		MemTableSize:       16 << 20, // a million-file mount writes ~100 MB of records
+		FS:                 opts.mapFS,
+	}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // Cache.File probes "p/" keys that mostly exist
+	db, err := pebble.Open(filepath.Join(c.dir, "map"), po)
+	if err != nil {
+		return fmt.Errorf("cache: open block map in %s: %w", c.dir, err)
+	}
+	c.db = db
+	if err := c.loadMeta(); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Set(keyOpenMarker, u64(uint64(time.Now().UnixNano())), pebble.Sync); err != nil {
+		db.Close()
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
 
-// Remote returns the pinned validator and the current generation; ok is
-// false when nothing is pinned yet.
-func (f *File) Remote() (r Remote, gen uint64, ok bool) { return Remote{}, 0, false }
+// loadMeta checks the schema version (writing it into an empty map) and
+// reads the counters and the open marker.
+func (c *Cache) loadMeta() error {
+	v, ok, err := c.getU64(keySchemaVersion)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		empty, err := c.mapEmpty()
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("cache: block map in %s has no schema version: not a ferry cache", c.dir)
+		}
+		b := c.db.NewBatch()
+		b.Set(keySchemaVersion, u64(schemaVersion), nil)
+		b.Set(keyNextID, u64(1), nil)
+		b.Set(keyFileCount, u64(0), nil)
+		b.Set(keyLocalBytes, u64(0), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		v = schemaVersion
+	}
+	if v != schemaVersion {
+		return fmt.Errorf("cache: block map in %s has schema version %d; this ferry reads version %d (was it written by a newer ferry?)",
+			c.dir, v, schemaVersion)
+	}
+	if c.nextID, err = c.mustU64(keyNextID); err != nil {
+		return err
+	}
+	files, err := c.mustU64(keyFileCount)
+	if err != nil {
+		return err
+	}
+	c.fileCount.Store(int64(files))
+	bytes, err := c.mustU64(keyLocalBytes)
+	if err != nil {
+		return err
+	}
+	c.durableBytes = int64(bytes)
+	c.localBytes.Store(int64(bytes))
+	_, c.unclean, err = c.getU64(keyOpenMarker)
+	return err
+}
 
-// Pin records r as the version every block of generation gen comes from.
-// It is durable when Pin returns. ErrStale if gen is not current; an error
-// if a different validator is already pinned for gen.
-func (f *File) Pin(gen uint64, r Remote) error { return nil }
+func (c *Cache) mapEmpty() (bool, error) {
+	it, err := c.db.NewIter(nil)
+	if err != nil {
+		return false, fmt.Errorf("cache: %w", err)
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return false, fmt.Errorf("cache: %w", err)
+	}
+	return empty, nil
+}
 
-// Present reports whether block idx is local. Cheap: no syscall, no allocation.
-func (f *File) Present(idx int64) bool { return false }
+// getU64 reads an 8-byte value; ok is false when the key is absent.
+func (c *Cache) getU64(key []byte) (x uint64, ok bool, err error) {
+	v, closer, err := c.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("cache: read %q: %w", key, err)
+	}
+	x, err = decodeU64(string(key), v)
+	closer.Close()
+	return x, err == nil, err
+}
 
-// Missing returns the index of the first block in [first, last] that is not
-// present, or -1 when all are.
-func (f *File) Missing(first, last int64) int64 { return first }
+func (c *Cache) mustU64(key []byte) (uint64, error) {
+	x, ok, err := c.getU64(key)
+	if err == nil && !ok {
+		err = fmt.Errorf("cache: block map in %s lacks key %q", c.dir, key)
+	}
+	return x, err
+}
 
-// LocalBytes is the number of bytes of present blocks.
-func (f *File) LocalBytes() int64 { return 0 }
+// enter begins a method that uses db; the caller must call c.dbMu.RUnlock
+// when it returns nil.
+func (c *Cache) enter() error {
+	c.dbMu.RLock()
+	if c.closed.Load() {
+		c.dbMu.RUnlock()
+		return ErrClosed
+	}
+	if p := c.fatal.Load(); p != nil {
+		c.dbMu.RUnlock()
+		return fmt.Errorf("cache: block map failed: %s", *p)
+	}
+	return nil
+}
 
-// Complete reports whether a validator is pinned and every block is present.
-func (f *File) Complete() bool { return false }
+// UncleanStart reports whether the previous process that had the cache
+// directory open stopped without Close (crash, kill -9, power loss).
+func (c *Cache) UncleanStart() bool { return c.unclean }
 
-// WriteBlock stores block idx of generation gen: len(data) is BlockSize,
-// except for the last block, which holds the rest of the file. It returns
-// ErrStale when gen is not current. The block is readable when WriteBlock
-// returns and durable after the next group commit.
-func (f *File) WriteBlock(gen uint64, idx int64, data []byte) error { return nil }
+// Stats returns the cache-wide totals.
+func (c *Cache) Stats() Stats {
+	return Stats{LocalBytes: c.localBytes.Load(), Files: c.fileCount.Load()}
+}
 
-// ReadAt reads local bytes; the caller has checked that the blocks covering
-// [off, off+len(p)) are present.
-func (f *File) ReadAt(p []byte, off int64) (int, error) { return 0, nil }
+// Flush waits until every block written before the call is durable (or
+// dropped because its file was reset). It returns the error of a commit
+// round that failed while it waited; the blocks of that round are no longer
+// present and will be fetched again.
+func (c *Cache) Flush() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return c.cm.flush()
+}
 
-// Reset drops every block and the pinned validator in one batch, releases
-// the disk space, and returns the new generation.
-func (f *File) Reset(reason string) (uint64, error) { return 0, nil }
+// Close makes every written block durable, closes every data file and Pebble.
+func (c *Cache) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	errs := []error{c.cm.stop()}
+	c.dbMu.Lock()
+	defer c.dbMu.Unlock()
+	if errs[0] == nil && c.fatal.Load() == nil {
+		// A clean stop: every written block is durable.
+		if err := c.db.Delete(keyOpenMarker, pebble.Sync); err != nil {
+			errs = append(errs, fmt.Errorf("cache: %w", err))
+		}
+	}
+	if err := c.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: close block map: %w", err))
+	}
+	errs = append(errs, c.fds.close())
+	if err := c.lock.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
+	}
+	return errors.Join(errs...)
+}
 
-// Restarts is how many times the file was reset because the remote changed.
-func (f *File) Restarts() int { return 0 }
+// pebbleLogger sends Pebble's log to the cache's logger.
+type pebbleLogger struct {
+	c       *Cache
+	onFatal func(msg string)
+}
 
-// DataPath is the sparse data file that holds the blocks (for passthrough).
-func (f *File) DataPath() string { return "" }
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.c.log.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.c.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf marks the cache failed, tells OnFatal and, as Pebble requires,
+// does not return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.c.log.Error(msg, "component", "pebble", "fatal", true)
+	l.c.fatal.CompareAndSwap(nil, &msg)
+	if l.onFatal != nil {
+		l.onFatal(msg)
+	}
+	runtime.Goexit()
+}

@@ -1,0 +1,173 @@
+package cache
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// The block map's key schema. Every key family the cache writes is declared
+// in the block below; docs/on-disk-format.md mirrors it.
+//
+// The prefixes are part of the on-disk format: never renumber, never reuse.
+// A family that is no longer written keeps its prefix reserved forever. Each
+// multi-key family ends its prefix with '/', so no family's keys can be a
+// prefix of another family's (go-ethereum's shared single-letter "b" needed a
+// workaround; we do not). Integers in keys are fixed-width big-endian, so a
+// file's blocks sort contiguously by index and a bounded iterator reads them.
+var (
+	// keySchemaVersion: "v" -> uint64 BE schema version (schemaVersion).
+	keySchemaVersion = []byte("v")
+
+	// keyNextID: "n" -> uint64 BE, the next file ID to hand out. Written in
+	// the same batch as every new file record, so an ID is never reused.
+	keyNextID = []byte("n")
+
+	// prefixMeta: "m/" + name -> value; see the meta keys below.
+	prefixMeta = []byte("m/")
+
+	// prefixPath: "p/" + path (UTF-8, as in the manifest) -> uint64 BE file ID.
+	prefixPath = []byte("p/")
+
+	// prefixFile: "f/" + ID (uint64 BE) -> file record (record.go encoding).
+	prefixFile = []byte("f/")
+
+	// prefixBlock: "b/" + ID (uint64 BE) + block index (uint64 BE) -> block
+	// state, blockValueLen bytes: codec (1 byte, codecRaw), stored length
+	// (uint32 BE), CRC-32C of the stored bytes (uint32 BE), generation
+	// (uint64 BE).
+	prefixBlock = []byte("b/")
+
+	// prefixOutbox: "o/" + enqueue sequence (uint64 BE) -> outbox entry.
+	// Reserved: not written yet.
+	prefixOutbox = []byte("o/")
+
+	// prefixLRU: "l/" + ... -> LRU bookkeeping. Reserved: not written yet.
+	prefixLRU = []byte("l/")
+)
+
+// families lists every key family (the single keys too), for the test that
+// checks no family's keys can collide with another's.
+var families = [][]byte{keySchemaVersion, keyNextID, prefixMeta, prefixPath, prefixFile,
+	prefixBlock, prefixOutbox, prefixLRU}
+
+// Meta keys, "m/" + name. Part of the on-disk format like the prefixes.
+var (
+	// keyOpenMarker: "m/open" -> uint64 BE Unix time (ns) of the Open that
+	// wrote it. Set (synced) by Open, deleted (synced) by a clean Close, so
+	// finding it at Open means the previous run stopped uncleanly.
+	keyOpenMarker = metaKey("open")
+
+	// keyFileCount: "m/files" -> uint64 BE number of file records.
+	keyFileCount = metaKey("files")
+
+	// keyLocalBytes: "m/bytes" -> uint64 BE sum of the stored lengths of
+	// every "b/" key. Updated in the same batch as the "b/" keys it counts.
+	keyLocalBytes = metaKey("bytes")
+)
+
+// schemaVersion is the version of this key schema. Open refuses a map whose
+// "v" is different (a newer ferry wrote it) and writes it into a new map.
+const schemaVersion = 1
+
+// Block value layout.
+const (
+	codecRaw      = 0  // the stored bytes are the block's bytes
+	blockValueLen = 17 // codec 1 + length 4 + crc 4 + generation 8
+)
+
+// metaKey returns "m/" + name.
+func metaKey(name string) []byte {
+	return append(append([]byte(nil), prefixMeta...), name...)
+}
+
+// pathKey returns "p/" + path.
+func pathKey(path string) []byte {
+	k := make([]byte, 0, len(prefixPath)+len(path))
+	return append(append(k, prefixPath...), path...)
+}
+
+// fileKey returns "f/" + ID (uint64 BE).
+func fileKey(id uint64) []byte {
+	k := make([]byte, len(prefixFile)+8)
+	copy(k, prefixFile)
+	binary.BigEndian.PutUint64(k[len(prefixFile):], id)
+	return k
+}
+
+// blockKey returns "b/" + ID (uint64 BE) + block index (uint64 BE).
+func blockKey(id uint64, idx int64) []byte {
+	k := make([]byte, len(prefixBlock)+16)
+	copy(k, prefixBlock)
+	binary.BigEndian.PutUint64(k[len(prefixBlock):], id)
+	binary.BigEndian.PutUint64(k[len(prefixBlock)+8:], uint64(idx))
+	return k
+}
+
+// blockSpan returns the bounds [lo, hi) of every "b/" key of file id:
+// "b/" + ID and "b/" + (ID+1). IDs never reach MaxUint64 (they count up
+// from 1), so ID+1 does not wrap.
+func blockSpan(id uint64) (lo, hi []byte) {
+	lo = make([]byte, len(prefixBlock)+8)
+	copy(lo, prefixBlock)
+	binary.BigEndian.PutUint64(lo[len(prefixBlock):], id)
+	hi = make([]byte, len(prefixBlock)+8)
+	copy(hi, prefixBlock)
+	binary.BigEndian.PutUint64(hi[len(prefixBlock):], id+1)
+	return lo, hi
+}
+
+// parseBlockKey returns the block index of a "b/" key of file id.
+func parseBlockKey(k []byte, id uint64) (int64, error) {
+	if len(k) != len(prefixBlock)+16 || string(k[:len(prefixBlock)]) != string(prefixBlock) ||
+		binary.BigEndian.Uint64(k[len(prefixBlock):]) != id {
+		return 0, fmt.Errorf("cache: malformed block key %x for file %d", k, id)
+	}
+	idx := binary.BigEndian.Uint64(k[len(prefixBlock)+8:])
+	if idx > 1<<62 {
+		return 0, fmt.Errorf("cache: block key %x: index out of range", k)
+	}
+	return int64(idx), nil
+}
+
+// blockState is the decoded value of a "b/" key.
+type blockState struct {
+	length uint32 // stored bytes
+	crc    uint32 // CRC-32C (Castagnoli) of the stored bytes
+	gen    uint64 // generation of the file record the block belongs to
+}
+
+func (s blockState) encode() []byte {
+	v := make([]byte, blockValueLen)
+	v[0] = codecRaw
+	binary.BigEndian.PutUint32(v[1:], s.length)
+	binary.BigEndian.PutUint32(v[5:], s.crc)
+	binary.BigEndian.PutUint64(v[9:], s.gen)
+	return v
+}
+
+func decodeBlockState(v []byte) (blockState, error) {
+	if len(v) != blockValueLen {
+		return blockState{}, fmt.Errorf("cache: block value has %d bytes, want %d", len(v), blockValueLen)
+	}
+	if v[0] != codecRaw {
+		return blockState{}, fmt.Errorf("cache: block value has unknown codec %d", v[0])
+	}
+	return blockState{
+		length: binary.BigEndian.Uint32(v[1:]),
+		crc:    binary.BigEndian.Uint32(v[5:]),
+		gen:    binary.BigEndian.Uint64(v[9:]),
+	}, nil
+}
+
+// u64 encodes a uint64 value as 8 bytes BE (the "v", "n" and "m/" values).
+func u64(x uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, x)
+}
+
+// decodeU64 decodes an 8-byte BE value; what names the key in the error.
+func decodeU64(what string, v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("cache: %s value has %d bytes, want 8", what, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
