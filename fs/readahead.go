@@ -10,17 +10,25 @@ const (
 	// start and still count as sequential: the kernel sends readahead
 	// requests concurrently and go-fuse serves them in parallel, so they
 	// may arrive slightly out of order.
-	seqSlack = 2 << 20
+	seqSlack = 1 << 20
+	// seqTrigger is how long a sequential run must be before the fetcher
+	// is asked to read ahead: twice the kernel's default readahead, so a
+	// few small reads close together (a zip entry's header, then its data)
+	// do not start a stream.
+	seqTrigger = 256 << 10
 )
 
 // readahead detects sequential reads on one open file and sizes the window
-// to ask the fetcher for: two blocks at first, doubling on every further
-// sequential read up to maxReadaheadWindow. A read elsewhere resets it.
+// the fetcher is asked to read ahead, the way the kernel's readahead does:
+// two blocks once a run is long enough, then twice the window each time the
+// reader has consumed half of what was asked, up to maxReadaheadWindow. A
+// read elsewhere starts a new run.
 type readahead struct {
-	mu     sync.Mutex
-	next   int64 // where the furthest read so far ended
-	window int64 // current window; 0 after a random read
-	asked  int64 // end of the range already handed to the fetcher
+	mu       sync.Mutex
+	runStart int64 // where the current sequential run started
+	next     int64 // where the furthest read of the run ended
+	window   int64 // current window; 0 before the first ask of a run
+	asked    int64 // end of the range already handed to the fetcher
 }
 
 // advance records a read of [off, end) and returns the range to ask the
@@ -29,11 +37,21 @@ func (r *readahead) advance(off, end, blockSize, size int64) (raOff, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if off < r.next-seqSlack || off > r.next+seqSlack {
-		r.next, r.window, r.asked = end, 0, end
-		return 0, 0
+		r.runStart, r.next, r.window, r.asked = off, end, 0, end
 	}
 	r.next = max(r.next, end)
-	r.window = min(max(2*blockSize, 2*r.window), max(maxReadaheadWindow, 2*blockSize))
+	if r.next-r.runStart < seqTrigger {
+		return 0, 0
+	}
+	limit := max(maxReadaheadWindow, 2*blockSize)
+	switch {
+	case r.window == 0:
+		r.window = min(2*blockSize, limit)
+	case r.asked-r.next <= r.window/2:
+		r.window = min(2*r.window, limit)
+	default:
+		return 0, 0 // enough is on its way
+	}
 	from := max(r.next, r.asked)
 	to := min(r.next+r.window, size)
 	if to <= from {
