@@ -2,10 +2,14 @@ package fs
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // mountEntry is one line of /proc/self/mountinfo.
@@ -99,5 +103,37 @@ func IsFerryMount(dir string) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	return strings.HasPrefix(e.fstype, "fuse") && e.source == fsName, nil
+	return e.fstype == "fuse."+fsName, nil
+}
+
+// Unmount unmounts the ferry mount at dir, as `ferry unmount` does: with
+// umount(2) as root, with fusermount3 -u otherwise. The process serving the
+// mount then closes its cache and exits.
+func Unmount(dir string) error {
+	ok, err := IsFerryMount(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("fs: %s is not a ferry mount", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	err = syscall.Unmount(abs, 0)
+	if errors.Is(err, syscall.EPERM) && os.Geteuid() != 0 {
+		out, ferr := exec.Command("fusermount3", "-u", abs).CombinedOutput()
+		if ferr != nil {
+			return fmt.Errorf("fs: unmount %s: fusermount3: %v: %s", abs, ferr, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	if errors.Is(err, syscall.EBUSY) {
+		return fmt.Errorf("fs: unmount %s: busy: a process has a file open or its working directory in the mount (umount -l detaches it anyway)", abs)
+	}
+	if err != nil {
+		return fmt.Errorf("fs: unmount %s: %w", abs, err)
+	}
+	return nil
 }

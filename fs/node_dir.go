@@ -38,6 +38,7 @@ type dirNode struct {
 
 func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFDIR | 0o555
+	out.Nlink = 2
 	out.Uid, out.Gid = d.sh.uid, d.sh.gid
 	out.SetTimes(nil, &d.sh.mountTime, &d.sh.mountTime)
 	return 0
