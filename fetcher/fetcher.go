@@ -133,16 +133,16 @@ type Fetcher struct {
 	// mu guards everything below, and the fields of every File and job
 	// marked "guarded by Fetcher.mu". It is never held across I/O: not
 	// across an HTTP request, a body read, or a Store write.
-	mu       sync.Mutex
-	work     *sync.Cond  // signalled when the queue or background work may have grown
-	queue    jobHeap     // demand and readahead jobs
-	seq      uint64      // orders jobs of one class: first come, first served
-	files    []*File     // every file, for background fill, in manifest order
-	bgActive int         // workers running background jobs
-	wake     *time.Timer // wakes idle workers when a backoff ends
-	wakeAt   time.Time
-	started  bool // background fill allowed
-	closed   bool
+	mu        sync.Mutex
+	work      *sync.Cond  // signalled when the queue or background work may have grown
+	queue     jobHeap     // demand and readahead jobs
+	seq       uint64      // orders jobs of one class: first come, first served
+	files     []*File     // every file, for background fill, in manifest order
+	lowActive int         // workers running readahead or background jobs
+	wake      *time.Timer // wakes idle workers when a backoff ends
+	wakeAt    time.Time
+	started   bool // background fill allowed
+	closed    bool
 }
 
 // New starts the fetcher's workers.
@@ -226,9 +226,9 @@ func (f *Fetcher) Start() {
 	f.mu.Unlock()
 }
 
-// bgLimit is how many workers background jobs may hold at once: the rest are
-// kept for reads.
-func (f *Fetcher) bgLimit() int {
+// lowLimit is how many workers readahead and background jobs may hold at
+// once: the rest are kept for reads that wait.
+func (f *Fetcher) lowLimit() int {
 	n := f.opts.MaxConns
 	if n <= 1 {
 		return n

@@ -26,7 +26,7 @@ type File struct {
 	done     bool              // complete: background fill skips it
 	retryAt  time.Time         // no request before this (backoff)
 	failures int               // transient failures in a row
-	bad      int               // answers in a row that broke the protocol
+	lastErr  error             // the last transient error, until a success
 	prio     manifest.Priority // background priority
 }
 
@@ -130,6 +130,14 @@ func (fl *File) Readahead(off, n int64) {
 	if m := fl.st.Missing(first, last); m >= 0 {
 		fl.requestLocked(m, last, classReadahead)
 	}
+}
+
+// LastError returns the last transient error of a transfer that is being
+// retried, or nil.
+func (fl *File) LastError() error {
+	fl.f.mu.Lock()
+	defer fl.f.mu.Unlock()
+	return fl.lastErr
 }
 
 // State returns the transfer state and, when failed, the reason.

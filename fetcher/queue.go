@@ -18,7 +18,7 @@ const (
 type job struct {
 	file   *File
 	stream bool // a whole-body stream for an origin that ignores Range
-	bg     bool // background fill: counted in Fetcher.bgActive while it runs
+	low    bool // readahead or background: counted in Fetcher.lowActive while it runs
 
 	// Guarded by Fetcher.mu.
 	first, last int64 // blocks; last shrinks when a read steals the tail
@@ -134,18 +134,23 @@ func (f *Fetcher) releaseLocked(j *job, from int64) {
 // nextLocked returns the next job a free worker should run, or nil when there
 // is none now. Fetcher.mu is held.
 func (f *Fetcher) nextLocked() *job {
-	if f.queue.Len() > 0 {
+	lowFree := f.lowActive < f.lowLimit()
+	if f.queue.Len() > 0 && (f.queue[0].class == classDemand || lowFree) {
 		j := heap.Pop(&f.queue).(*job)
 		j.running = true
+		if j.class != classDemand {
+			j.low = true
+			f.lowActive++
+		}
 		return j
 	}
-	if !f.started || !f.opts.Background || f.bgActive >= f.bgLimit() {
+	if !lowFree || !f.started || !f.opts.Background || f.queue.Len() > 0 {
 		return nil
 	}
 	j := f.backgroundLocked()
 	if j != nil {
-		j.running, j.bg = true, true
-		f.bgActive++
+		j.running, j.low = true, true
+		f.lowActive++
 	}
 	return j
 }

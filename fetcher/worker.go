@@ -19,10 +19,6 @@ var errRetry = errors.New("fetcher: retry")
 // never stored.
 var errProtocol = errors.New("fetcher: bad response")
 
-// maxBadResponses is how many answers in a row that break the protocol a
-// file tolerates before it is failed.
-const maxBadResponses = 5
-
 // worker runs jobs until the fetcher closes.
 func (f *Fetcher) worker() {
 	defer f.wg.Done()
@@ -45,8 +41,8 @@ func (f *Fetcher) worker() {
 
 		f.mu.Lock()
 		f.finishLocked(j, err)
-		if j.bg {
-			f.bgActive--
+		if j.low {
+			f.lowActive--
 			f.work.Broadcast()
 		}
 		f.mu.Unlock()
@@ -78,7 +74,7 @@ func (f *Fetcher) finishLocked(j *job, err error) {
 	f.releaseLocked(j, j.first)
 	switch {
 	case err == nil:
-		fl.failures, fl.bad = 0, 0
+		fl.failures, fl.lastErr = 0, nil
 	case f.ctx.Err() != nil:
 		// Closing: nothing to record.
 	case errors.Is(err, errRetry):
@@ -86,14 +82,8 @@ func (f *Fetcher) finishLocked(j *job, err error) {
 		fl.failLocked(err)
 		return
 	default:
-		if errors.Is(err, errProtocol) {
-			fl.bad++
-			if fl.bad >= maxBadResponses {
-				fl.failLocked(fmt.Errorf("fetcher: %s: %d bad responses in a row, last: %w", fl.spec.URL, fl.bad, err))
-				return
-			}
-		}
 		fl.failures++
+		fl.lastErr = err
 		d := f.backoff(fl.failures)
 		var se *statusError
 		if errors.As(err, &se) && se.retryAfter > d {
@@ -140,10 +130,25 @@ func (f *Fetcher) fetch(j *job) error {
 	fl := j.file
 	pinned, gen, isPinned := fl.st.Remote()
 	f.mu.Lock()
+	if fl.noRange && !j.stream {
+		// Queued before the origin was found to ignore Range: only a
+		// stream can fill the file now.
+		if fl.stream != nil {
+			f.mu.Unlock()
+			return nil
+		}
+		fl.stream, j.stream = j, true
+	}
 	size, first, last, stream := fl.size, j.first, j.last, j.stream
 	f.mu.Unlock()
 	if size < 0 || last < first {
 		return nil
+	}
+	if !stream {
+		// Blocks may have arrived since the job was queued.
+		if first = fl.st.Missing(first, last); first < 0 {
+			return nil
+		}
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
@@ -302,6 +307,11 @@ func (f *Fetcher) receiveWhole(j *job, gen uint64, pinned Remote, isPinned bool,
 	switch {
 	case changed && resp.ContentLength < 0:
 		return fmt.Errorf("%w: a new version of %s without Content-Length", errProtocol, fl.spec.URL)
+	case changed && got.ETag == "" && got.LastModified == "":
+		// An error page from a proxy or portal, not a new version.
+		return fmt.Errorf("%w: 200 without ETag or Last-Modified to a ranged request for %s", errProtocol, fl.spec.URL)
+	case changed && fl.spec.Size >= 0 && got.Size != fl.spec.Size:
+		return fmt.Errorf("%w: 200 of %d bytes to a ranged request for %s, the manifest says %d", errProtocol, got.Size, fl.spec.URL, fl.spec.Size)
 	case changed:
 		reason := fmt.Sprintf("remote changed: was size %d ETag %q, now size %d ETag %q", pinned.Size, pinned.ETag, got.Size, got.ETag)
 		var err error
