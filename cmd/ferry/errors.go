@@ -46,7 +46,7 @@ var errHelp = errors.New("help requested")
 
 // exitCode prints err (if any) to w and returns the process exit code.
 func exitCode(err error, w io.Writer) int {
-	if err == nil || errors.Is(err, errHelp) {
+	if classify(err) == exitOK {
 		return exitOK
 	}
 	fmt.Fprintf(w, "ferry: %v\n", err)
@@ -66,7 +66,7 @@ func classify(err error) int {
 	var me *manifestError
 	var ce *codedError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
