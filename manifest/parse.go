@@ -340,21 +340,21 @@ func (p *parser) boolean(tok token, f field) (bool, error) {
 	return tok.kind == 't', nil
 }
 
-// integer returns tok as an integer in [0, max] or reports an error.
-func (p *parser) integer(tok token, f field, unit string, max int64) (int64, error) {
-	want := func() string { return fmt.Sprintf("an integer number of %s from 0 to %d", unit, max) }
+// integer returns tok as an integer in [0, max] or reports an error; want
+// describes the accepted values.
+func (p *parser) integer(tok token, f field, max int64, want string) (int64, error) {
 	if tok.kind != '0' {
-		return 0, p.typeErr(tok, f, want())
+		return 0, p.typeErr(tok, f, want)
 	}
 	s := tok.s
 	v, err := strconv.ParseInt(s, 10, 64)
 	switch {
 	case strings.ContainsAny(s, ".eE"):
-		return 0, p.errAt(tok.off, f, "%s is not written as an integer (want %s, without a fraction or exponent)", s, want())
+		return 0, p.errAt(tok.off, f, "%s is not an integer in digits only, without a fraction or exponent (want %s)", s, want)
 	case len(s) > 0 && s[0] == '-' && (err != nil || v < 0):
-		return 0, p.errAt(tok.off, f, "%s is negative (want %s)", s, want())
+		return 0, p.errAt(tok.off, f, "%s is negative (want %s)", s, want)
 	case err != nil || v > max:
-		return 0, p.errAt(tok.off, f, "%s is too large (want %s)", s, want())
+		return 0, p.errAt(tok.off, f, "%s is too large (want %s)", s, want)
 	}
 	return v, nil
 }

@@ -20,6 +20,11 @@ const (
 	keyBlocks
 )
 
+const (
+	wantSize      = "an integer number of bytes from 0 to 4611686018427387904, or no \"size\" if it is unknown"
+	wantBlockSize = "a power of two from 1 to 1073741824, like 1048576"
+)
+
 const fileKeys = `path, url, size, sha256, mtime, priority, pin, mirrors, headers or block_sha256`
 
 func fileKeyBit(key string) int {
@@ -75,7 +80,7 @@ func (p *parser) file(i, line int) (File, error) {
 		case keyURL:
 			f.URL, err = p.url(tok, fd)
 		case keySize:
-			f.Size, err = p.integer(tok, fd, "bytes", MaxSize)
+			f.Size, err = p.integer(tok, fd, MaxSize, wantSize)
 		case keySHA256:
 			f.SHA256, err = p.sha256(tok, fd)
 		case keyMTime:
@@ -275,7 +280,7 @@ func (p *parser) blocks(tok token, i int) (*BlockHashes, error) {
 
 func (p *parser) blockSize(b *BlockHashes, tok token, fd field) error {
 	var err error
-	b.BlockSize, err = p.integer(tok, fd, "bytes", MaxBlockSize)
+	b.BlockSize, err = p.integer(tok, fd, MaxBlockSize, wantBlockSize)
 	if err != nil {
 		return err
 	}
