@@ -342,3 +342,42 @@ func TestMixedOpenModes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestVersionChange replaces the remote object while a handle is open: the
+// old handle gets ESTALE rather than bytes of the new version, and a new
+// open reads the new version whole, with nothing of the old one.
+func TestVersionChange(t *testing.T) {
+	srv, base := testOrigin(t)
+	const size = 4 * testBlockSize
+	files := serve(srv, base, []genFile{{path: "v.bin", size: size, seed: 51, declare: true}})
+	m := testMount(t, files, Options{BlockSize: testBlockSize})
+	p := filepath.Join(m.Dir(), "v.bin")
+	f1, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f1.Close()
+	b := make([]byte, 100)
+	if _, err := f1.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRange(51, 0, b); err != nil {
+		t.Fatal(err)
+	}
+	srv.PutGenerated("v.bin", size, 52) // a new version, same size
+
+	_, err = f1.ReadAt(b, size-100)
+	switch {
+	case errors.Is(err, syscall.ESTALE):
+	case err == nil:
+		// Only right if the old version's bytes came back.
+		if cerr := checkRange(51, size-100, b); cerr != nil {
+			t.Errorf("old handle read bytes of another version: %v", cerr)
+		}
+	default:
+		t.Errorf("old handle: %v, want ESTALE or old bytes", err)
+	}
+	if got, want := fileSum(t, p), generatedSum(52, size); got != want {
+		t.Errorf("a new open does not read the new version whole")
+	}
+}

@@ -28,7 +28,7 @@ type fileNode struct {
 	store *cache.File
 	fetch *fetcher.File
 
-	// mu guards the open counters. The kernel refuses (with EIO to the
+	// mu guards the open counters and openRestarts. The kernel refuses (with EIO to the
 	// caller) to open an inode in passthrough mode while a handle in
 	// caching mode is open on it, and the other way round, so Open picks
 	// the mode the open handles already use. A counter drops in Release,
@@ -37,6 +37,9 @@ type fileNode struct {
 	mu           sync.Mutex
 	cachedOpen   int // handles served by Read
 	passthruOpen int // handles served by the kernel from the data file
+	// openRestarts is the cache's restart count at the last open: when it
+	// changed, the kernel's cached pages are of an older version.
+	openRestarts int
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -66,18 +69,25 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	restarts := n.store.Restarts()
+	// The bytes of a version never change, so the page cache may keep
+	// them across opens, unless the version changed since the last open:
+	// an open without FOPEN_KEEP_CACHE makes the kernel drop them.
+	keep := uint32(fuse.FOPEN_KEEP_CACHE)
+	if restarts != n.openRestarts {
+		keep = 0
+		n.openRestarts = restarts
+	}
 	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.store.Complete() {
 		f, err := os.Open(n.store.DataPath())
 		if err == nil {
 			n.passthruOpen++
-			return &passthroughHandle{handle: handle{node: n}, f: f}, fuse.FOPEN_KEEP_CACHE, 0
+			return &passthroughHandle{handle: handle{node: n, restarts: restarts}, f: f}, keep, 0
 		}
 		n.sh.log.Warn("fs: passthrough unavailable, serving reads", "path", n.path, "err", err)
 	}
 	n.cachedOpen++
-	// The bytes of a version never change, so the page cache may keep
-	// them across opens.
-	return &handle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
+	return &handle{node: n, restarts: restarts}, keep, 0
 }
 
 func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -89,23 +99,51 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		return fuse.ReadResultData(nil), 0
 	}
 	end := min(off+int64(len(dest)), n.size)
-	if h := asHandle(fh); h != nil {
+	h := asHandle(fh)
+	if h != nil {
 		if raOff, raN := h.ra.advance(off, end, n.store.BlockSize(), n.size); raN > 0 {
 			n.fetch.Readahead(raOff, raN)
 		}
 	}
-	if err := n.fetch.Ensure(ctx, off, end-off); err != nil {
-		return nil, toErrno(n.sh.log, "read", n.path, err)
-	}
 	buf := dest[:end-off]
-	nr, err := n.store.ReadAt(buf, off)
-	if err != nil && !(errors.Is(err, io.EOF) && nr == len(buf)) {
+	if err := n.readLocal(ctx, buf, off); err != nil {
 		return nil, toErrno(n.sh.log, "read", n.path, err)
 	}
-	if nr != len(buf) {
-		return nil, toErrno(n.sh.log, "read", n.path, io.ErrUnexpectedEOF)
+	if h != nil && n.store.Restarts() != h.restarts {
+		// The remote object changed since this handle was opened: its
+		// earlier reads (and the kernel's cached pages) hold the old
+		// version, so serving the new one would mix versions.
+		return nil, syscall.ESTALE
 	}
 	return fuse.ReadResultData(buf), 0
+}
+
+// errDropped is returned by readLocal when the blocks kept being dropped
+// (reset or evicted) between Ensure and the read.
+var errDropped = errors.New("fs: local copy dropped while reading")
+
+// readLocal fills buf with the bytes at off once they are local. The
+// generation, read before Ensure and after the copy, proves that no block
+// was dropped (by a reset or an eviction) in between, so the bytes are
+// ones that were fetched: never a hole of the data file.
+func (n *fileNode) readLocal(ctx context.Context, buf []byte, off int64) error {
+	for range 3 {
+		_, gen, _ := n.store.Remote()
+		if err := n.fetch.Ensure(ctx, off, int64(len(buf))); err != nil {
+			return err
+		}
+		nr, err := n.store.ReadAt(buf, off)
+		if err != nil && !(errors.Is(err, io.EOF) && nr == len(buf)) {
+			return err
+		}
+		if nr != len(buf) {
+			return io.ErrUnexpectedEOF
+		}
+		if _, gen2, _ := n.store.Remote(); gen2 == gen {
+			return nil
+		}
+	}
+	return errDropped
 }
 
 func asHandle(fh gofs.FileHandle) *handle {
@@ -121,8 +159,9 @@ func asHandle(fh gofs.FileHandle) *handle {
 // handle is an open file served by Read. It holds the sequential-read
 // state of this open.
 type handle struct {
-	node *fileNode
-	ra   readahead
+	node     *fileNode
+	restarts int // the cache's restart count at open: the version read
+	ra       readahead
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
