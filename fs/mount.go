@@ -343,9 +343,10 @@ func (m *Mounted) unmount() error {
 	}
 	if !m.abortConnection() {
 		// The serve loop ends when the last open file is closed;
-		// until then requests fail once the fetcher and the cache
-		// are closed.
-		return fmt.Errorf("fs: %s detached but still in use: %w", m.dir, err)
+		// requests until then fail, as the fetcher and the cache are
+		// closed next.
+		m.log.Warn("fs: detached; still served until its files are closed", "mountpoint", m.dir)
+		return nil
 	}
 	<-m.served
 	return nil
@@ -364,17 +365,28 @@ func lazyUnmount(dir string) error {
 	return nil
 }
 
+// fuseConnections is where the kernel's fusectl file system lists FUSE
+// connections.
+const fuseConnections = "/sys/fs/fuse/connections"
+
 // abortConnection aborts the FUSE connection of the mount (whose number is
-// the minor of its device), failing every pending and future request.
+// the minor of its device), failing every pending and future request. When
+// fusectl is not mounted (no systemd), it is mounted for the moment, as
+// root.
 func (m *Mounted) abortConnection() bool {
 	var major, minor int
 	if _, err := fmt.Sscanf(m.dev, "%d:%d", &major, &minor); err != nil {
 		m.log.Warn("fs: cannot abort FUSE connection: device unknown", "dev", m.dev)
 		return false
 	}
-	p := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", minor)
-	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
-		m.log.Warn("fs: cannot abort FUSE connection", "path", p, "err", err)
+	conn := fmt.Sprintf("%s/%d", fuseConnections, minor)
+	if _, err := os.Stat(conn); errors.Is(err, os.ErrNotExist) && os.Geteuid() == 0 {
+		if err := syscall.Mount("fusectl", fuseConnections, "fusectl", 0, ""); err == nil {
+			defer syscall.Unmount(fuseConnections, 0)
+		}
+	}
+	if err := os.WriteFile(conn+"/abort", []byte("1"), 0); err != nil {
+		m.log.Warn("fs: cannot abort FUSE connection", "path", conn+"/abort", "err", err)
 		return false
 	}
 	return true
