@@ -20,7 +20,7 @@ import (
 
 // requireFUSE skips the test when /dev/fuse cannot be opened, except under
 // CI=true, where a missing FUSE is a failure: CI must run these tests.
-func requireFUSE(t *testing.T) {
+func requireFUSE(t testing.TB) {
 	t.Helper()
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err == nil {
