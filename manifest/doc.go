@@ -89,10 +89,13 @@
 // problem across entries (a duplicate path, say) is reported on the line of
 // the later entry and names the line of the earlier one.
 //
-// # Memory
+// # Memory and speed
 //
-// Parse streams the JSON with encoding/json's token API and keeps only the
-// decoded entries, a map of paths and one of directories; files with equal
-// headers share one map. A manifest of a million files parses in a few
-// seconds.
+// Parse streams. It reads the top-level object and the "files" array with
+// encoding/json's token API, decodes one entry at a time into a reused
+// buffer, and walks that entry's bytes itself, which gives the exact offset,
+// and so the line, of every value. It keeps the decoded entries, one entry's
+// JSON text, a map of paths and one of directories; files with equal headers
+// share one map. On a 2-core machine an entry takes about 3.5 µs and 300
+// bytes of heap, so a million files parse in about 4 s (BenchmarkParse).
 package manifest

@@ -68,7 +68,7 @@ func checkURL(u string) string {
 		return fmt.Sprintf("%q is not a URL: %s (%s)", u, msg, want)
 	case pu.Scheme != "http" && pu.Scheme != "https":
 		return fmt.Sprintf("%q has scheme %q (%s)", u, pu.Scheme, want)
-	case pu.Opaque != "" || pu.Host == "":
+	case pu.Opaque != "" || pu.Hostname() == "":
 		return fmt.Sprintf("%q has no host (%s)", u, want)
 	case pu.Fragment != "" || strings.IndexByte(u, '#') >= 0:
 		return fmt.Sprintf("%q has a #fragment, which is never sent to the server (%s, without \"#\")", u, want)

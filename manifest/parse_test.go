@@ -204,6 +204,7 @@ func TestParseErrors(t *testing.T) {
 		{"url scheme", manifestOf(`{"path": "a", "url": "ftp://h/a"}`), 2, "files[0].url", `"ftp://h/a" has scheme "ftp" (want an absolute http or https URL`},
 		{"url relative", manifestOf(`{"path": "a", "url": "a/b"}`), 2, "files[0].url", `has scheme ""`},
 		{"url no host", manifestOf(`{"path": "a", "url": "https:///a"}`), 2, "files[0].url", "has no host"},
+		{"url port only", manifestOf(`{"path": "a", "url": "https://:80/a"}`), 2, "files[0].url", "has no host"},
 		{"url opaque", manifestOf(`{"path": "a", "url": "https:h/a"}`), 2, "files[0].url", "has no host"},
 		{"url fragment", manifestOf(`{"path": "a", "url": "https://h/a#x"}`), 2, "files[0].url", "#fragment"},
 		{"url unparsable", manifestOf(`{"path": "a", "url": "http://[::1/"}`), 2, "files[0].url", "is not a URL"},
