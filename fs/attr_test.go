@@ -107,6 +107,13 @@ func TestTreeAndAttributes(t *testing.T) {
 		t.Errorf("stat of a missing name: %v", err)
 	}
 
+	// The kernel's readahead for the mount was raised to 1 MiB.
+	if e, ok, err := findMount(dir); err != nil || !ok {
+		t.Errorf("mount not in mountinfo: %v", err)
+	} else if ra, err := os.ReadFile("/sys/class/bdi/" + e.dev + "/read_ahead_kb"); err != nil || strings.TrimSpace(string(ra)) != "1024" {
+		t.Errorf("read_ahead_kb = %q, %v; want 1024", ra, err)
+	}
+
 	var sfs syscall.Statfs_t
 	if err := syscall.Statfs(dir, &sfs); err != nil {
 		t.Fatal(err)

@@ -43,3 +43,16 @@ func toErrno(log *slog.Logger, op, path string, err error) syscall.Errno {
 	log.Error("fs: operation failed", "op", op, "path", path, "err", err)
 	return syscall.EIO
 }
+
+// quietHandler passes records on at Debug level: repeated failures of one
+// file are logged once at their own level, then quietly.
+type quietHandler struct{ slog.Handler }
+
+func (h quietHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return h.Handler.Handle(ctx, r)
+}

@@ -113,6 +113,7 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		mountTime: time.Now(),
 		blockSize: opts.BlockSize,
 		log:       opts.Logger,
+		quiet:     slog.New(quietHandler{opts.Logger.Handler()}),
 	}
 	files, err := addFiles(m, c, fet, sh)
 	if err != nil {
@@ -249,7 +250,10 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 		return fmt.Errorf("fs: mount %s: %w", m.dir, err)
 	}
 	m.server = server
-	// INIT is done: the kernel's answer on passthrough is known.
+	// INIT is done: the kernel's answer on passthrough is known. go-fuse
+	// asks for CAP_PASSTHROUGH by default (no mount option needed);
+	// registering a backing file needs CAP_SYS_ADMIN, so only root gets
+	// it. Without it every read is served by fileNode.Read.
 	if server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 && os.Geteuid() == 0 {
 		root.sh.passthrough.Store(true)
 	}

@@ -19,8 +19,9 @@ type shared struct {
 	mountTime  time.Time
 	blockSize  int64 // the mount's default block size, for Statfs and st_blksize
 	log        *slog.Logger
-	files      int   // number of files, for Statfs
-	totalBytes int64 // sum of the file sizes, for Statfs
+	quiet      *slog.Logger // logs at Debug level, for repeated failures
+	files      int          // number of files, for Statfs
+	totalBytes int64        // sum of the file sizes, for Statfs
 	// passthrough is set once the kernel has agreed to FUSE passthrough
 	// (after WaitMount); until then every open is served by Read.
 	passthrough atomic.Bool

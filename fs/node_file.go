@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,9 @@ type fileNode struct {
 	mtime time.Time
 	store *cache.File
 	fetch *fetcher.File
+	// failing is set while reads fail: only the first failure of a run is
+	// logged at its own level.
+	failing atomic.Bool
 
 	// mu guards the open counters and openRestarts. The kernel refuses (with EIO to the
 	// caller) to open an inode in passthrough mode while a handle in
@@ -107,7 +111,14 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	buf := dest[:end-off]
 	if err := n.readLocal(ctx, buf, off); err != nil {
-		return nil, toErrno(n.sh.log, "read", n.path, err)
+		log := n.sh.log
+		if n.failing.Swap(true) {
+			log = n.sh.quiet // logged at its level already
+		}
+		return nil, toErrno(log, "read", n.path, err)
+	}
+	if n.failing.Load() {
+		n.failing.Store(false)
 	}
 	if h != nil && n.store.Restarts() != h.restarts {
 		// The remote object changed since this handle was opened: its
