@@ -14,8 +14,9 @@ import (
 )
 
 // FuzzParse checks properties of Parse on any input: it never panics; an
-// error is an *Error with a line; a manifest it returns has every field in
-// range, and formatting and parsing it again gives the same manifest.
+// error is an *Error with a line that does not show expanded variables; a
+// manifest it returns passes Validate, has every field in range, and
+// formatting and parsing it again gives the same manifest.
 //
 // The seed corpus is testdata/fuzz/FuzzParse plus the golden inputs.
 func FuzzParse(f *testing.F) {
@@ -36,7 +37,13 @@ func FuzzParse(f *testing.F) {
 				t.Errorf("Parse returned a manifest and the error %v", err)
 			}
 			checkErrLine(t, err)
+			if !bytes.Contains(data, []byte(testEnv["TOKEN"])) && strings.Contains(err.Error(), testEnv["TOKEN"]) {
+				t.Errorf("error %v shows the value of an environment variable", err)
+			}
 			return
+		}
+		if err := Validate(m, "fuzz.json"); err != nil {
+			t.Errorf("Validate rejects what Parse accepted: %v", err)
 		}
 		checkRanges(t, m)
 		checkRoundTrip(t, m)

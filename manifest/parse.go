@@ -91,7 +91,11 @@ func (p *parser) topOrEOF() (token, error) {
 // entry reads the next value of the input whole and points p.obj at it.
 func (p *parser) entry() error {
 	if err := p.dec.Decode(&p.raw); err != nil {
-		return p.syntax(err, p.badOffset())
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return p.syntax(err, p.badOffset())
+		}
+		return p.syntax(err, 0)
 	}
 	p.obj.data, p.obj.i = p.raw, 0
 	p.obj.base = p.dec.InputOffset() - int64(len(p.raw))
