@@ -108,6 +108,10 @@ func runMountCommand(ctx context.Context, e *env, o *mountOptions, args []string
 			return err
 		}
 	}
+	// A daemon leaves its working directory once the mount is live.
+	if cacheDir, err = filepath.Abs(cacheDir); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
 	if o.daemon {
 		if fd, ok := daemonReadyFD(); ok {
 			return runDaemonChild(ctx, fd, func(ready func()) error {

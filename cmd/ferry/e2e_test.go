@@ -92,12 +92,19 @@ type result struct {
 // waiting if it did.
 func ferry(t *testing.T, args ...string) result {
 	t.Helper()
+	return ferryIn(t, "", args...)
+}
+
+// ferryIn is ferry run in the working directory wd.
+func ferryIn(t *testing.T, wd string, args ...string) result {
+	t.Helper()
 	dir := t.TempDir()
 	outF, _ := os.Create(filepath.Join(dir, "stdout"))
 	errF, _ := os.Create(filepath.Join(dir, "stderr"))
 	defer outF.Close()
 	defer errF.Close()
 	cmd := exec.Command(ferryBinary(t), args...)
+	cmd.Dir = wd
 	cmd.Stdout, cmd.Stderr = outF, errF
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir())
 	err := cmd.Run()
@@ -126,10 +133,13 @@ var pidRE = regexp.MustCompile(`\(pid (\d+),`)
 
 // mountDaemon runs `ferry mount --daemon` and returns the daemon's pid once
 // the mount is live. Cleanup unmounts and reaps it if the test did not.
-func mountDaemon(t *testing.T, manifestPath, mnt string, extra ...string) int {
+func mountDaemon(t *testing.T, wd, manifestPath, mnt string, extra ...string) int {
 	t.Helper()
 	args := append([]string{"mount", "--daemon", "--log-level", "debug", manifestPath, mnt}, extra...)
-	r := ferry(t, args...)
+	r := ferryIn(t, wd, args...)
+	if !filepath.IsAbs(mnt) {
+		mnt = filepath.Join(wd, mnt)
+	}
 	if r.code != 0 {
 		t.Fatalf("ferry mount --daemon: exit %d: %s", r.code, r.stderr)
 	}
@@ -237,11 +247,14 @@ func TestE2EDaemonMountReadUnmount(t *testing.T) {
 	base := srv.StartTest(t)
 	srv.PutGenerated("data/a.bin", 3<<20+7, 1)
 	srv.PutGenerated("b.bin", 12345, 2)
-	man := filepath.Join(t.TempDir(), "m.json")
-	writeManifest(t, man, base, map[string]int64{"data/a.bin": 3<<20 + 7, "b.bin": 12345})
-	mnt := t.TempDir()
-	cacheDir := t.TempDir()
-	pid := mountDaemon(t, man, mnt, "--cache-dir", cacheDir)
+	// Relative paths: the daemon leaves its working directory once live.
+	wd := t.TempDir()
+	writeManifest(t, filepath.Join(wd, "m.json"), base, map[string]int64{"data/a.bin": 3<<20 + 7, "b.bin": 12345})
+	mnt, cacheDir := filepath.Join(wd, "mnt"), filepath.Join(wd, "cache")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid := mountDaemon(t, wd, "m.json", "mnt", "--cache-dir", "cache")
 
 	// --daemon returned: the mount is live now, no polling.
 	if ok, err := fs.IsFerryMount(mnt); err != nil || !ok {
@@ -285,7 +298,7 @@ func TestE2ESignalUnmounts(t *testing.T) {
 	man := filepath.Join(t.TempDir(), "m.json")
 	writeManifest(t, man, base, map[string]int64{"x.bin": 1 << 20})
 	mnt := t.TempDir()
-	pid := mountDaemon(t, man, mnt)
+	pid := mountDaemon(t, "", man, mnt)
 	if ok, err := fs.IsFerryMount(mnt); err != nil || !ok {
 		t.Fatalf("not mounted after --daemon returned: %v", err)
 	}
