@@ -45,11 +45,16 @@ func (ex *exchange) writeHeader(code int) {
 	ex.w.WriteHeader(code)
 }
 
-// write sends body bytes and counts them.
+// write sends body bytes and counts them. It counts before writing, so that
+// a client that has read the bytes finds them in Stats, and takes back what
+// the connection did not accept.
 func (ex *exchange) write(p []byte, content bool) (int, error) {
+	ex.s.countSent(ex.path, int64(len(p)), content)
 	n, err := ex.w.Write(p)
 	ex.sent += int64(n)
-	ex.s.countSent(ex.path, int64(n), content)
+	if n < len(p) {
+		ex.s.uncountSent(ex.path, int64(len(p)-n))
+	}
 	return n, err
 }
 

@@ -143,6 +143,15 @@ func (s *Server) countSent(path string, n int64, content bool) {
 	}
 }
 
+// uncountSent takes back n bytes counted by countSent that were not sent.
+// A mutation they triggered stays done.
+func (s *Server) uncountSent(path string, n int64) {
+	s.totalSent.Add(-n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.statsLocked(path).BytesSent -= n
+}
+
 // countReceived counts n PUT body bytes read on path.
 func (s *Server) countReceived(path string, n int64) {
 	if n <= 0 {
