@@ -27,7 +27,6 @@
 //	"v"                       -> u64 schema version (1)
 //	"n"                       -> u64 next file ID
 //	"m/open"                  -> u64 Unix ns; present while a process has DIR open
-//	"m/files"                 -> u64 number of file records
 //	"m/bytes"                 -> u64 sum of stored lengths of all "b/" keys
 //	"p/" path                 -> u64 file ID
 //	"f/" id                   -> file record (record.go)
@@ -73,7 +72,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -237,9 +235,13 @@ func (c *Cache) openMap(opts Options) error {
 		// ratchet the on-disk format.
 		FormatMajorVersion: pebble.FormatTableFormatV6,
 		MemTableSize:       16 << 20, // a million-file mount writes ~100 MB of records
-		FS:                 opts.mapFS,
+		// Measured with BenchmarkFileNew at 200k records: the default 8 MiB
+		// block cache doubles the cost of a new record's lookup. Bloom
+		// filters did not pay: on L0 they made new-path lookups 4x slower
+		// (filter blocks reread), on L1+ they changed nothing measurable.
+		CacheSize: 64 << 20,
+		FS:        opts.mapFS,
 	}
-	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // Cache.File probes "p/" keys that mostly exist
 	db, err := pebble.Open(filepath.Join(c.dir, "map"), po)
 	if err != nil {
 		return fmt.Errorf("cache: open block map in %s: %w", c.dir, err)
@@ -274,7 +276,6 @@ func (c *Cache) loadMeta() error {
 		b := c.db.NewBatch()
 		b.Set(keySchemaVersion, u64(schemaVersion), nil)
 		b.Set(keyNextID, u64(1), nil)
-		b.Set(keyFileCount, u64(0), nil)
 		b.Set(keyLocalBytes, u64(0), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("cache: %w", err)
@@ -288,11 +289,7 @@ func (c *Cache) loadMeta() error {
 	if c.nextID, err = c.mustU64(keyNextID); err != nil {
 		return err
 	}
-	files, err := c.mustU64(keyFileCount)
-	if err != nil {
-		return err
-	}
-	c.fileCount.Store(int64(files))
+	c.fileCount.Store(int64(c.nextID - 1))
 	bytes, err := c.mustU64(keyLocalBytes)
 	if err != nil {
 		return err

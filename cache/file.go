@@ -116,7 +116,6 @@ func (c *Cache) newRecord(path, url string, declaredSize, blockSize int64) (*Fil
 	b.Set(pathKey(path), u64(rec.ID), nil)
 	b.Set(fileKey(rec.ID), encodeRecord(&rec), nil)
 	b.Set(keyNextID, u64(rec.ID+1), nil)
-	b.Set(keyFileCount, u64(uint64(c.fileCount.Load()+1)), nil)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return nil, fmt.Errorf("cache: create record of %q: %w", path, err)
 	}

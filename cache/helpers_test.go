@@ -27,7 +27,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // not).
 func openTest(t testing.TB, dir string, opts Options) *Cache {
 	t.Helper()
-	if opts.Logger == nil {
+	if _, isTest := t.(*testing.T); isTest && opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
 	c, err := Open(dir, opts)

@@ -20,6 +20,7 @@ var (
 
 	// keyNextID: "n" -> uint64 BE, the next file ID to hand out. Written in
 	// the same batch as every new file record, so an ID is never reused.
+	// Records are never deleted, so n-1 is also the number of records.
 	keyNextID = []byte("n")
 
 	// prefixMeta: "m/" + name -> value; see the meta keys below.
@@ -56,9 +57,6 @@ var (
 	// wrote it. Set (synced) by Open, deleted (synced) by a clean Close, so
 	// finding it at Open means the previous run stopped uncleanly.
 	keyOpenMarker = metaKey("open")
-
-	// keyFileCount: "m/files" -> uint64 BE number of file records.
-	keyFileCount = metaKey("files")
 
 	// keyLocalBytes: "m/bytes" -> uint64 BE sum of the stored lengths of
 	// every "b/" key. Updated in the same batch as the "b/" keys it counts.
