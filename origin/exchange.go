@@ -58,24 +58,22 @@ func (ex *exchange) write(p []byte, content bool) (int, error) {
 	return n, err
 }
 
-// bodyAllowed reports whether a response with code may carry a body.
-func (ex *exchange) bodyAllowed(code int) bool {
-	return ex.r.Method != http.MethodHead && code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
-}
-
-// answer sends a complete response with a small body of contentType.
+// answer sends a complete response with a small body of contentType; a
+// HEAD gets the same headers without the body.
 func (ex *exchange) answer(code int, contentType, body string) {
-	h := ex.w.Header()
-	if !ex.bodyAllowed(code) {
+	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
 		ex.writeHeader(code)
 		return
 	}
+	h := ex.w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Del("Content-Encoding")
 	ex.writeHeader(code)
-	// A failed write means the client left; nothing to tell it.
-	_, _ = ex.write([]byte(body), false)
+	if ex.r.Method != http.MethodHead {
+		// A failed write means the client left; nothing to tell it.
+		_, _ = ex.write([]byte(body), false)
+	}
 }
 
 // textError answers with code and a one-line text body.

@@ -199,6 +199,14 @@ func TestContentEncodingAndHTMLError(t *testing.T) {
 		resp.Header.Get("Content-Range") != "" {
 		t.Fatalf("HTML error: %v %q", resp.Header, body)
 	}
+	resp, body, err := h.do(http.MethodHead, "f", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, resp, 200)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || resp.ContentLength <= 0 || len(body) != 0 {
+		t.Fatalf("HEAD of an HTML error: %v, %d body bytes", resp.Header, len(body))
+	}
 }
 
 func TestNoRangeAndIgnoreIfRange(t *testing.T) {

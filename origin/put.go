@@ -98,7 +98,7 @@ func (s *Server) readUpload(ex *exchange, body *wireReader) ([]byte, int, error)
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return nil, readStatus(err), fmt.Errorf("origin: gzip body: %w", err)
+			return nil, http.StatusBadRequest, fmt.Errorf("origin: gzip body: %w", err)
 		}
 		dec = zr
 	case "zstd":
@@ -113,7 +113,7 @@ func (s *Server) readUpload(ex *exchange, body *wireReader) ([]byte, int, error)
 	}
 	data, err := io.ReadAll(io.LimitReader(dec, s.maxUpload+1))
 	if err != nil {
-		return nil, readStatus(err), fmt.Errorf("origin: reading body: %w", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("origin: reading body: %w", err)
 	}
 	if int64(len(data)) > s.maxUpload {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("origin: body larger than %d bytes", s.maxUpload)
@@ -121,18 +121,9 @@ func (s *Server) readUpload(ex *exchange, body *wireReader) ([]byte, int, error)
 	// A decoder may stop before the end of what was sent; the digest and
 	// the byte count cover all of it.
 	if _, err := io.Copy(io.Discard, body); err != nil {
-		return nil, readStatus(err), fmt.Errorf("origin: reading body: %w", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("origin: reading body: %w", err)
 	}
 	return data, 0, nil
-}
-
-// readStatus is the status for a body that could not be read.
-func readStatus(err error) int {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return http.StatusRequestEntityTooLarge
-	}
-	return http.StatusBadRequest
 }
 
 // contentDigest extracts the sha-256 member of a Content-Digest header
