@@ -79,11 +79,13 @@ type Outbox struct {
 // Higher values are fetched first.
 type Priority int
 
+// The four priorities, lowest first. The values are part of the API:
+// Low is 0 and Foreground is 3.
 const (
-	Low Priority = iota
-	Normal
-	High
-	Foreground
+	Low        Priority = iota // fetched when nothing else waits
+	Normal                     // the default
+	High                       // before Normal and Low
+	Foreground                 // first, as if someone were reading the file
 )
 
 var priorityNames = [...]string{Low: "low", Normal: "normal", High: "high", Foreground: "foreground"}
