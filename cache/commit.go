@@ -216,6 +216,9 @@ func (c *Cache) commitRound(round []pending) error {
 		c.log.Error("cache: sync of written blocks failed; they will be fetched again", "err", err)
 	}
 	if err := c.commitKeys(round, failed); err != nil {
+		// The blocks stay readable in this process but are not durable:
+		// after a restart they are fetched again.
+		c.log.Error("cache: commit of written blocks failed", "err", err)
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
