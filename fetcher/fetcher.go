@@ -66,6 +66,8 @@ type Store interface {
 	WriteBlock(gen uint64, idx int64, data []byte) error
 	// Reset drops every block and the validator; returns the new generation.
 	Reset(reason string) (uint64, error)
+	// ReadAt reads local bytes (to check a whole-file digest).
+	ReadAt(p []byte, off int64) (int, error)
 }
 
 // Options configure New.
@@ -90,6 +92,10 @@ type Options struct {
 	Backoff, MaxBackoff time.Duration
 	// Logger receives transfer errors; nil discards.
 	Logger *slog.Logger
+	// OnDone is called once each time a file completes (and its digest, if
+	// any, matched) or fails. It runs on a worker: it must not block long
+	// and must not call back into the fetcher synchronously.
+	OnDone func(Info)
 }
 
 // Spec describes one remote file.
@@ -100,6 +106,14 @@ type Spec struct {
 	Header   http.Header
 	Size     int64 // declared, -1 unknown
 	Priority manifest.Priority
+	Pinned   bool // fetch whole before other background work
+	// SHA256 is the whole file's digest (hex), checked when it completes:
+	// a mismatch refetches once, then fails the file.
+	SHA256 string
+	// BlockHashes are the digests of each block, checked before a block is
+	// stored; used only when the store's block size is BlockHashSize.
+	BlockHashes   [][32]byte
+	BlockHashSize int64
 }
 
 // State of a file's transfer.
@@ -133,16 +147,17 @@ type Fetcher struct {
 	// mu guards everything below, and the fields of every File and job
 	// marked "guarded by Fetcher.mu". It is never held across I/O: not
 	// across an HTTP request, a body read, or a Store write.
-	mu        sync.Mutex
-	work      *sync.Cond  // signalled when the queue or background work may have grown
-	queue     jobHeap     // demand and readahead jobs
-	seq       uint64      // orders jobs of one class: first come, first served
-	files     []*File     // every file, for background fill, in manifest order
-	lowActive int         // workers running readahead or background jobs
-	wake      *time.Timer // wakes idle workers when a backoff ends
-	wakeAt    time.Time
-	started   bool // background fill allowed
-	closed    bool
+	mu           sync.Mutex
+	work         *sync.Cond  // signalled when the queue or background work may have grown
+	queue        jobHeap     // demand and readahead jobs
+	seq          uint64      // orders jobs of one class: first come, first served
+	files        []*File     // every file, for background fill, in manifest order
+	lowActive    int         // workers running readahead or background jobs
+	demandActive int         // workers running demand jobs
+	wake         *time.Timer // wakes idle workers when a backoff ends
+	wakeAt       time.Time
+	started      bool // background fill allowed
+	closed       bool
 }
 
 // New starts the fetcher's workers.
@@ -205,8 +220,9 @@ func (f *Fetcher) Close() error {
 // Add registers a file. Files are filled in the background once Start is
 // called (if Options.Background); reads work at once.
 func (f *Fetcher) Add(spec Spec, st Store) *File {
-	fl := &File{f: f, spec: spec, st: st, bs: st.BlockSize(), size: -1,
-		claims: make(map[int64]*job), changed: make(chan struct{}), prio: spec.Priority}
+	fl := &File{f: f, spec: spec, st: st, bs: st.BlockSize(), size: -1, pinned: spec.Pinned,
+		claims: make(map[int64]*job), running: make(map[*job]struct{}),
+		changed: make(chan struct{}), prio: spec.Priority}
 	if r, _, ok := st.Remote(); ok {
 		fl.size = r.Size
 	} else if spec.Size >= 0 {
@@ -224,6 +240,17 @@ func (f *Fetcher) Start() {
 	f.started = true
 	f.work.Broadcast()
 	f.mu.Unlock()
+}
+
+// demandFree reports whether a waiting read may take a worker now. With
+// background fill on, one worker stays free for it, so that a program that
+// reads nonstop cannot starve the fill. Fetcher.mu is held.
+func (f *Fetcher) demandFree() bool {
+	n := f.opts.MaxConns
+	if n <= 1 || !f.opts.Background || !f.started {
+		return true
+	}
+	return f.demandActive < n-1
 }
 
 // lowLimit is how many workers readahead and background jobs may hold at

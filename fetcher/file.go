@@ -16,18 +16,29 @@ type File struct {
 	bs   int64 // st.BlockSize()
 
 	// Guarded by Fetcher.mu.
-	size     int64             // known size; -1 until declared, pinned or asked
-	claims   map[int64]*job    // blocks that a queued or running job will fetch
-	changed  chan struct{}     // closed and replaced whenever blocks land or the state changes
-	err      error             // permanent failure; reads return it
-	noRange  bool              // the origin ignores Range: only streams fill it
-	stream   *job              // the stream running for a noRange file
-	bgNext   int64             // where background fill looks for missing blocks next
-	done     bool              // complete: background fill skips it
-	retryAt  time.Time         // no request before this (backoff)
-	failures int               // transient failures in a row
-	lastErr  error             // the last transient error, until a success
-	prio     manifest.Priority // background priority
+	size         int64             // known size; -1 until declared, pinned or asked
+	claims       map[int64]*job    // blocks that a queued or running job will fetch
+	changed      chan struct{}     // closed and replaced whenever blocks land or the state changes
+	err          error             // permanent failure; reads return it
+	noRange      bool              // the origin ignores Range: only streams fill it
+	stream       *job              // the stream running for a noRange file
+	bgNext       int64             // where background fill looks for missing blocks next
+	done         bool              // complete: background fill skips it
+	retryAt      time.Time         // no request before this (backoff)
+	failures     int               // transient failures in a row
+	lastErr      error             // the last transient error, until a success
+	opens        int               // open handles: raises background rank
+	pinned       bool              // fetch whole before anything else
+	paused       bool              // no background work (pause, cancel)
+	running      map[*job]struct{} // jobs workers hold now
+	restarts     int               // resets because the remote changed
+	fetched      int64             // bytes received
+	rate         rateWindow
+	shaFailures  int               // whole-file digest mismatches
+	hashFailures int               // per-block digest mismatches
+	doneSent     bool              // OnDone was called for the current outcome
+	verified     bool              // the whole-file digest matched
+	prio         manifest.Priority // background priority
 }
 
 // Path is the file's path in the manifest.
@@ -73,6 +84,10 @@ func (fl *File) blocks(size int64) int64 { return (size + fl.bs - 1) / fl.bs }
 // Options.ReadTimeout, ErrClosed once the fetcher closes, and the file's
 // error when it failed.
 func (fl *File) Ensure(ctx context.Context, off, n int64) error {
+	return fl.ensure(ctx, off, n, true)
+}
+
+func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error {
 	size, err := fl.Size(ctx)
 	if err != nil {
 		return err
@@ -83,7 +98,7 @@ func (fl *File) Ensure(ctx context.Context, off, n int64) error {
 	n = min(n, size-off)
 	first, last := off/fl.bs, (off+n-1)/fl.bs
 	var timeout <-chan time.Time
-	if d := fl.f.opts.ReadTimeout; d > 0 {
+	if d := fl.f.opts.ReadTimeout; d > 0 && useTimeout {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		timeout = t.C

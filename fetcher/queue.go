@@ -28,6 +28,8 @@ type job struct {
 	running     bool // a worker holds it
 
 	pos atomic.Int64 // the block the running job is receiving now
+
+	cancel func() // aborts the running request; guarded by Fetcher.mu
 }
 
 // jobHeap orders jobs by class, then by arrival. It keeps each job's index
@@ -135,12 +137,15 @@ func (f *Fetcher) releaseLocked(j *job, from int64) {
 // is none now. Fetcher.mu is held.
 func (f *Fetcher) nextLocked() *job {
 	lowFree := f.lowActive < f.lowLimit()
-	if f.queue.Len() > 0 && (f.queue[0].class == classDemand || lowFree) {
+	if f.queue.Len() > 0 && (f.queue[0].class == classDemand && f.demandFree() || f.queue[0].class != classDemand && lowFree) {
 		j := heap.Pop(&f.queue).(*job)
 		j.running = true
+		j.file.running[j] = struct{}{}
 		if j.class != classDemand {
 			j.low = true
 			f.lowActive++
+		} else {
+			f.demandActive++
 		}
 		return j
 	}
@@ -150,6 +155,7 @@ func (f *Fetcher) nextLocked() *job {
 	j := f.backgroundLocked()
 	if j != nil {
 		j.running, j.low = true, true
+		j.file.running[j] = struct{}{}
 		f.lowActive++
 	}
 	return j
@@ -160,14 +166,19 @@ func (f *Fetcher) nextLocked() *job {
 // backing off. Fetcher.mu is held.
 func (f *Fetcher) backgroundLocked() *job {
 	var best *File
+	bestRank := -1
 	for _, fl := range f.files {
-		if fl.done || fl.err != nil || fl.size < 0 || (best != nil && fl.prio <= best.prio) {
+		if fl.done || fl.paused || fl.err != nil || fl.size < 0 {
+			continue
+		}
+		rank := fl.rankLocked()
+		if rank <= bestRank {
 			continue
 		}
 		if fl.backingOffLocked() || !fl.hasBackgroundWorkLocked() {
 			continue
 		}
-		best = fl
+		best, bestRank = fl, rank
 	}
 	if best == nil {
 		return nil

@@ -118,3 +118,11 @@ func (s *memStore) bytes(off, n int64) ([]byte, bool) {
 	}
 	return out, true
 }
+
+func (s *memStore) ReadAt(p []byte, off int64) (int, error) {
+	b, ok := s.bytes(off, int64(len(p)))
+	if !ok {
+		return 0, errors.New("memstore: bytes not present")
+	}
+	return copy(p, b), nil
+}

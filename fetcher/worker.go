@@ -43,9 +43,12 @@ func (f *Fetcher) worker() {
 		f.finishLocked(j, err)
 		if j.low {
 			f.lowActive--
-			f.work.Broadcast()
+		} else {
+			f.demandActive--
 		}
+		f.work.Broadcast()
 		f.mu.Unlock()
+		f.settle(j.file)
 	}
 }
 
@@ -72,6 +75,8 @@ func (f *Fetcher) run(j *job) error {
 func (f *Fetcher) finishLocked(j *job, err error) {
 	fl := j.file
 	f.releaseLocked(j, j.first)
+	delete(fl.running, j)
+	j.cancel = nil
 	switch {
 	case err == nil:
 		fl.failures, fl.lastErr = 0, nil
@@ -152,6 +157,9 @@ func (f *Fetcher) fetch(j *job) error {
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
+	f.mu.Lock()
+	j.cancel = cancel
+	f.mu.Unlock()
 	req, err := fl.newRequest(ctx, http.MethodGet)
 	if err != nil {
 		return err
@@ -248,8 +256,9 @@ func (fl *File) reset(gen uint64, reason string) (uint64, error) {
 		return gen, fmt.Errorf("fetcher: reset %s: %w", fl.spec.Path, err)
 	}
 	fl.f.mu.Lock()
-	fl.done = false
+	fl.done, fl.doneSent, fl.verified = false, false, false
 	fl.bgNext = 0
+	fl.restarts++
 	fl.notifyLocked()
 	fl.f.mu.Unlock()
 	return ngen, nil
@@ -283,6 +292,9 @@ func (f *Fetcher) receive(j *job, gen uint64, body io.Reader, first, last, size 
 		if j.stream && fl.st.Present(idx) {
 			continue
 		}
+		if err := fl.checkBlock(idx, buf[:n]); err != nil {
+			return err
+		}
 		if err := fl.st.WriteBlock(gen, idx, buf[:n]); err != nil {
 			return fl.storeError(gen, fmt.Errorf("fetcher: store block %d of %s: %w", idx, fl.spec.Path, err))
 		}
@@ -290,6 +302,8 @@ func (f *Fetcher) receive(j *job, gen uint64, body io.Reader, first, last, size 
 		if fl.claims[idx] == j {
 			delete(fl.claims, idx)
 		}
+		fl.fetched += n
+		fl.rate.add(time.Now(), n)
 		fl.notifyLocked()
 		f.mu.Unlock()
 	}

@@ -33,3 +33,5 @@ func (s store) WriteBlock(gen uint64, idx int64, data []byte) error {
 }
 
 func (s store) Reset(reason string) (uint64, error) { return s.f.Reset(reason) }
+
+func (s store) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
