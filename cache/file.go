@@ -200,7 +200,8 @@ func (f *File) Record() Record {
 func (f *File) Present(idx int64) bool { return f.bits.Load().has(idx) }
 
 // Missing returns the index of the first block in [first, last] that is not
-// present, or -1 when all are.
+// present, or -1 when all are. Lock-free, no allocation. Indexes past the
+// last block count as not present: callers clamp last.
 func (f *File) Missing(first, last int64) int64 {
 	return f.bits.Load().firstClear(first, last)
 }
