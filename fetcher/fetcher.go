@@ -90,6 +90,8 @@ type Options struct {
 	// Backoff is the first retry delay after a transient failure, doubled
 	// (with jitter) up to MaxBackoff; defaults 250ms and 30s.
 	Backoff, MaxBackoff time.Duration
+	// Bandwidth limits background fill (never reads a program waits on).
+	Bandwidth Bandwidth
 	// Logger receives transfer errors; nil discards.
 	Logger *slog.Logger
 	// OnDone is called once each time a file completes (and its digest, if
@@ -140,6 +142,7 @@ type Fetcher struct {
 	client *http.Client
 	log    *slog.Logger
 
+	limit  *limiter        // background bandwidth
 	ctx    context.Context // cancelled by Close; every request uses it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the workers
@@ -186,7 +189,8 @@ func New(opts Options) *Fetcher {
 		client = newClient(opts.MaxConns)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel}
+	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel,
+		limit: &limiter{bw: opts.Bandwidth, now: time.Now}}
 	f.work = sync.NewCond(&f.mu)
 	for range opts.MaxConns {
 		f.wg.Add(1)

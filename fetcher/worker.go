@@ -200,9 +200,9 @@ func (f *Fetcher) fetch(j *job) error {
 		if cr.first != start || cr.last != end {
 			return fmt.Errorf("%w: asked for bytes %d-%d, got %d-%d", errProtocol, start, end, cr.first, cr.last)
 		}
-		return f.receive(j, gen, body, first, last, cr.total)
+		return f.receive(ctx, j, gen, body, first, last, cr.total)
 	case http.StatusOK:
-		return f.receiveWhole(j, gen, pinned, isPinned, resp, body)
+		return f.receiveWhole(ctx, j, gen, pinned, isPinned, resp, body)
 	}
 	return classifyStatus(resp)
 }
@@ -268,7 +268,7 @@ func (fl *File) reset(gen uint64, reason string) (uint64, error) {
 // and stores them. A range job stops at the first block it no longer owns
 // (a read stole it); a stream skips blocks already present. The last block
 // of the request is stored only once the body ended where it should.
-func (f *Fetcher) receive(j *job, gen uint64, body io.Reader, first, last, size int64) error {
+func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reader, first, last, size int64) error {
 	fl := j.file
 	buf := make([]byte, fl.bs)
 	for idx := first; idx <= last; idx++ {
@@ -280,6 +280,11 @@ func (f *Fetcher) receive(j *job, gen uint64, body io.Reader, first, last, size 
 		}
 		j.pos.Store(idx)
 		n := min(fl.bs, size-idx*fl.bs)
+		if j.class == classBackground {
+			if err := f.limit.wait(ctx, n); err != nil {
+				return err
+			}
+		}
 		if _, err := io.ReadFull(body, buf[:n]); err != nil {
 			return fmt.Errorf("%w: body of %s ended early at block %d: %v", errProtocol, fl.spec.Path, idx, err)
 		}
@@ -314,7 +319,7 @@ func (f *Fetcher) receive(j *job, gen uint64, body io.Reader, first, last, size 
 // changed (If-Range did not match: this body is the new version) or the
 // origin ignores Range; in both cases the job becomes the file's one stream
 // and stores every block it does not have yet.
-func (f *Fetcher) receiveWhole(j *job, gen uint64, pinned Remote, isPinned bool, resp *http.Response, body io.Reader) error {
+func (f *Fetcher) receiveWhole(ctx context.Context, j *job, gen uint64, pinned Remote, isPinned bool, resp *http.Response, body io.Reader) error {
 	fl := j.file
 	got := remoteOf(resp, resp.ContentLength)
 	changed := isPinned && !sameVersion(pinned, got)
@@ -358,7 +363,7 @@ func (f *Fetcher) receiveWhole(j *job, gen uint64, pinned Remote, isPinned bool,
 	if size <= 0 {
 		return nil
 	}
-	return f.receive(j, gen, body, 0, fl.blocks(size)-1, size)
+	return f.receive(ctx, j, gen, body, 0, fl.blocks(size)-1, size)
 }
 
 // storeError tells a write refused because the file was reset meanwhile (the
