@@ -111,6 +111,14 @@ func (fl *File) Dropped() {
 	fl.f.work.Broadcast()
 }
 
+// Wake makes idle workers look for background work again: call it when the
+// store's Room may have changed.
+func (f *Fetcher) Wake() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.work.Broadcast()
+}
+
 // Info is a snapshot of one file's transfer, for status.
 type Info struct {
 	Path     string

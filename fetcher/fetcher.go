@@ -92,6 +92,12 @@ type Options struct {
 	Backoff, MaxBackoff time.Duration
 	// Bandwidth limits background fill (never reads a program waits on).
 	Bandwidth Bandwidth
+	// Room, when set, is asked before each background request whether the
+	// local store has room for n more bytes without evicting data worth
+	// keeping; when it says no, background fill waits (reads do not). Call
+	// Fetcher.Wake when room may have come back. It is called with the
+	// fetcher's lock held: it must be quick and must not call the fetcher.
+	Room func(n int64) bool
 	// Logger receives transfer errors; nil discards.
 	Logger *slog.Logger
 	// OnDone is called once each time a file completes (and its digest, if

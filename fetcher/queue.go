@@ -184,6 +184,9 @@ func (f *Fetcher) backgroundLocked() *job {
 		return nil
 	}
 	fl := best
+	if room := f.opts.Room; room != nil && !room(min(f.opts.ChunkSize, fl.size)) {
+		return nil
+	}
 	if fl.noRange {
 		f.seq++
 		j := &job{file: fl, stream: true, first: 0, last: fl.blocks(fl.size) - 1, class: classBackground, seq: f.seq, index: -1}
