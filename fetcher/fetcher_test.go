@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,9 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, opts Options) *fixture {
+	if testing.Verbose() && opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	t.Helper()
 	checkLeaks(t)
 	o := origin.New(origin.Options{})

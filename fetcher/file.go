@@ -38,6 +38,11 @@ type File struct {
 	hashFailures int               // per-block digest mismatches
 	doneSent     bool              // OnDone was called for the current outcome
 	verified     bool              // the whole-file digest matched
+	srcs         []*source         // the main URL, then the mirrors
+	pref         *source           // where reads go: the last source that worked
+	srcNext      int               // spreads background jobs over the sources
+	srcFailures  int               // sources failed in a row
+	mainOnly     bool              // after a digest mismatch: mirrors are not trusted
 	prio         manifest.Priority // background priority
 }
 

@@ -52,11 +52,12 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// newRequest builds a request for fl's URL with the manifest's headers.
-func (fl *File) newRequest(ctx context.Context, method string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, fl.spec.URL, nil)
+// newRequest builds a request for url (fl's or a mirror's) with the
+// manifest's headers.
+func (fl *File) newRequest(ctx context.Context, method, url string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return nil, permanent(fmt.Errorf("fetcher: %s: %w", fl.spec.URL, err))
+		return nil, permanent(fmt.Errorf("fetcher: %s: %w", url, err))
 	}
 	for k, vs := range fl.spec.Header {
 		req.Header[k] = append([]string(nil), vs...)
@@ -213,7 +214,7 @@ func (f *Fetcher) probe(ctx context.Context, fl *File) (Remote, error) {
 	defer cancel()
 	stop := context.AfterFunc(f.ctx, cancel)
 	defer stop()
-	req, err := fl.newRequest(ctx, http.MethodHead)
+	req, err := fl.newRequest(ctx, http.MethodHead, fl.spec.URL)
 	if err != nil {
 		return Remote{}, err
 	}
@@ -225,7 +226,7 @@ func (f *Fetcher) probe(ctx context.Context, fl *File) (Remote, error) {
 	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 && resp.Header.Get("Content-Encoding") == "" {
 		return remoteOf(resp, resp.ContentLength), nil
 	}
-	req, err = fl.newRequest(ctx, http.MethodGet)
+	req, err = fl.newRequest(ctx, http.MethodGet, fl.spec.URL)
 	if err != nil {
 		return Remote{}, err
 	}

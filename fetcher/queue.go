@@ -29,7 +29,8 @@ type job struct {
 
 	pos atomic.Int64 // the block the running job is receiving now
 
-	cancel func() // aborts the running request; guarded by Fetcher.mu
+	cancel func()  // aborts the running request; guarded by Fetcher.mu
+	src    *source // where the running job fetches from; guarded by Fetcher.mu
 }
 
 // jobHeap orders jobs by class, then by arrival. It keeps each job's index
@@ -175,7 +176,12 @@ func (f *Fetcher) backgroundLocked() *job {
 		if rank <= bestRank {
 			continue
 		}
-		if fl.backingOffLocked() || !fl.hasBackgroundWorkLocked() {
+		if fl.backingOffLocked() {
+			// Look again when the backoff ends.
+			f.wakeAtLocked(fl.retryAt)
+			continue
+		}
+		if !fl.hasBackgroundWorkLocked() {
 			continue
 		}
 		best, bestRank = fl, rank

@@ -1,8 +1,11 @@
 package fetcher
 
 import (
+	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
+	"testing"
 )
 
 // memStore is a Store in memory, for the fetcher's own tests; the real one
@@ -125,4 +128,21 @@ func (s *memStore) ReadAt(p []byte, off int64) (int, error) {
 		return 0, errors.New("memstore: bytes not present")
 	}
 	return copy(p, b), nil
+}
+
+func hexString(b []byte) string { return hex.EncodeToString(b) }
+
+// verifiedForTest reports whether the whole-file digest was checked.
+func (fl *File) verifiedForTest() bool {
+	fl.f.mu.Lock()
+	defer fl.f.mu.Unlock()
+	return fl.verified
+}
+
+// tWriter sends log lines to the test log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

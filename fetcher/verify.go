@@ -3,6 +3,7 @@ package fetcher
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 )
 
@@ -10,7 +11,7 @@ import (
 // manifest has per-block digests for this block size. A block that does not
 // match is never stored; two mismatches fail the file, since the origin
 // serves other bytes than the manifest describes.
-func (fl *File) checkBlock(idx int64, data []byte) error {
+func (fl *File) checkBlock(src *source, idx int64, data []byte) error {
 	h := fl.spec.BlockHashes
 	if h == nil || fl.spec.BlockHashSize != fl.bs {
 		return nil
@@ -18,7 +19,10 @@ func (fl *File) checkBlock(idx int64, data []byte) error {
 	if idx < int64(len(h)) && sha256.Sum256(data) == h[idx] {
 		return nil
 	}
-	err := fmt.Errorf("fetcher: %s: block %d does not match its sha256 in the manifest", fl.spec.Path, idx)
+	err := fmt.Errorf("%w: %s: block %d does not match its sha256 in the manifest", errBlockHash, fl.spec.Path, idx)
+	if src != nil && !src.main {
+		return err // the mirror is dropped
+	}
 	fl.f.mu.Lock()
 	fl.hashFailures++
 	n := fl.hashFailures
@@ -26,8 +30,11 @@ func (fl *File) checkBlock(idx int64, data []byte) error {
 	if n >= 2 {
 		return permanent(err)
 	}
-	return fmt.Errorf("%w: %v", errProtocol, err)
+	return fmt.Errorf("%w: %w", errProtocol, err)
 }
+
+// errBlockHash marks a block whose bytes do not match the manifest.
+var errBlockHash = errors.New("fetcher: block digest mismatch")
 
 // settle runs after every job of fl: when the file has just become complete
 // it checks the whole-file digest (refetching once on a mismatch, failing
@@ -85,7 +92,10 @@ func (f *Fetcher) verify(fl *File, size int64) error {
 	first := fl.shaFailures == 1
 	f.mu.Unlock()
 	if first {
-		f.log.Warn("digest mismatch; refetching the file once", "path", fl.spec.Path, "err", err)
+		f.log.Warn("digest mismatch; refetching the file once, from its main URL", "path", fl.spec.Path, "err", err)
+		f.mu.Lock()
+		fl.mainOnly = len(fl.srcs) > 1
+		f.mu.Unlock()
 		if _, rerr := fl.reset(gen, err.Error()); rerr != nil {
 			return rerr
 		}

@@ -79,16 +79,26 @@ func (f *Fetcher) finishLocked(j *job, err error) {
 	j.cancel = nil
 	switch {
 	case err == nil:
-		fl.failures, fl.lastErr = 0, nil
+		fl.failures, fl.lastErr, fl.srcFailures = 0, nil, 0
+		if j.src != nil {
+			fl.pref = j.src
+		}
 	case f.ctx.Err() != nil:
 		// Closing: nothing to record.
-	case errors.Is(err, errRetry):
+	case errors.Is(err, errRetry), errors.Is(err, errDropped):
+	case j.src != nil && !j.src.main && (isPermanent(err) || errors.Is(err, errBlockHash)):
+		// A mirror that lacks the file or serves other bytes.
+		fl.dropLocked(j.src, err.Error())
 	case isPermanent(err):
 		fl.failLocked(err)
 		return
 	default:
-		fl.failures++
 		fl.lastErr = err
+		if j.src != nil && !fl.failedSourceLocked(j.src) {
+			// Another source is tried at once.
+			break
+		}
+		fl.failures++
 		d := f.backoff(fl.failures)
 		var se *statusError
 		if errors.As(err, &se) && se.retryAfter > d {
@@ -145,6 +155,8 @@ func (f *Fetcher) fetch(j *job) error {
 		fl.stream, j.stream = j, true
 	}
 	size, first, last, stream := fl.size, j.first, j.last, j.stream
+	src := fl.pickSourceLocked(j, isPinned)
+	j.src = src
 	f.mu.Unlock()
 	if size < 0 || last < first {
 		return nil
@@ -160,17 +172,21 @@ func (f *Fetcher) fetch(j *job) error {
 	f.mu.Lock()
 	j.cancel = cancel
 	f.mu.Unlock()
-	req, err := fl.newRequest(ctx, http.MethodGet)
+	req, err := fl.newRequest(ctx, http.MethodGet, src.url)
 	if err != nil {
 		return err
 	}
 	start, end := first*fl.bs, min((last+1)*fl.bs, size)-1
 	if !stream {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end, 10))
-		if isPinned {
-			if v := ifRange(pinned); v != "" {
-				req.Header.Set("If-Range", v)
-			}
+		validator, ok := pinned, isPinned
+		if !src.main {
+			f.mu.Lock()
+			validator, ok = src.seen, src.hasSeen
+			f.mu.Unlock()
+		}
+		if v := ifRange(validator); ok && v != "" {
+			req.Header.Set("If-Range", v)
 		}
 	}
 	stall := time.AfterFunc(f.opts.StallTimeout, cancel)
@@ -194,6 +210,12 @@ func (f *Fetcher) fetch(j *job) error {
 			return fmt.Errorf("%w: %v", errProtocol, err)
 		}
 		got := remoteOf(resp, cr.total)
+		if !src.main {
+			if err := fl.acceptMirror(src, got, pinned, isPinned); err != nil {
+				return err
+			}
+			got = Remote{Size: got.Size} // a mirror's validators say nothing of the main URL's
+		}
 		if gen, err = fl.checkVersion(gen, pinned, isPinned, got); err != nil {
 			return err
 		}
@@ -202,6 +224,11 @@ func (f *Fetcher) fetch(j *job) error {
 		}
 		return f.receive(ctx, j, gen, body, first, last, cr.total)
 	case http.StatusOK:
+		if !src.main {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return fl.dropLocked(src, "answered a ranged request with the whole object")
+		}
 		return f.receiveWhole(ctx, j, gen, pinned, isPinned, resp, body)
 	}
 	return classifyStatus(resp)
@@ -297,7 +324,7 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		if j.stream && fl.st.Present(idx) {
 			continue
 		}
-		if err := fl.checkBlock(idx, buf[:n]); err != nil {
+		if err := fl.checkBlock(j.src, idx, buf[:n]); err != nil {
 			return err
 		}
 		if err := fl.st.WriteBlock(gen, idx, buf[:n]); err != nil {
