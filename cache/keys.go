@@ -38,8 +38,9 @@ var (
 	// (uint64 BE).
 	prefixBlock = []byte("b/")
 
-	// prefixOutbox: "o/" + enqueue sequence (uint64 BE) -> outbox entry.
-	// Reserved: not written yet.
+	// prefixOutbox: "o/" + sequence (uint64 BE) -> outbox record
+	// (outbox.go encoding): one per committed file of the outbox, whose
+	// staged data is DIR/outbox/ + sequence as 16 hex digits.
 	prefixOutbox = []byte("o/")
 
 	// prefixLRU: "l/" + ... -> LRU bookkeeping. Reserved: not written yet.
@@ -112,6 +113,28 @@ func blockSpan(id uint64) (lo, hi []byte) {
 	copy(hi, prefixBlock)
 	binary.BigEndian.PutUint64(hi[len(prefixBlock):], id+1)
 	return lo, hi
+}
+
+// outboxKey returns "o/" + sequence (uint64 BE).
+func outboxKey(seq uint64) []byte {
+	k := make([]byte, len(prefixOutbox)+8)
+	copy(k, prefixOutbox)
+	binary.BigEndian.PutUint64(k[len(prefixOutbox):], seq)
+	return k
+}
+
+// outboxSpan returns the bounds [lo, hi) of every "o/" key: "o/" and "o0"
+// ('/'+1 is '0').
+func outboxSpan() (lo, hi []byte) {
+	return prefixOutbox, []byte("o0")
+}
+
+// parseOutboxKey returns the sequence number of an "o/" key.
+func parseOutboxKey(k []byte) (uint64, error) {
+	if len(k) != len(prefixOutbox)+8 || string(k[:len(prefixOutbox)]) != string(prefixOutbox) {
+		return 0, fmt.Errorf("cache: malformed outbox key %x", k)
+	}
+	return binary.BigEndian.Uint64(k[len(prefixOutbox):]), nil
 }
 
 // parseBlockKey returns the block index of a "b/" key of file id.
