@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// mount is one live mount made by a child process of the driver.
+type mount struct {
+	tool   string
+	dir    string // mountpoint
+	cache  string // cache directory ("" when the tool has none)
+	log    string // the child's stdout and stderr
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the child has been reaped
+	ready  time.Duration // from start to a live mount
+}
+
+// runner owns every mount and child process of a run, so that an error or a
+// signal never leaves one behind.
+type runner struct {
+	ctx  context.Context
+	cfg  config
+	mu   sync.Mutex
+	res  *results
+	live map[*mount]bool
+	seq  int
+
+	logOff int64 // how much of the access log originBytes has read
+}
+
+// startMount starts args as a child serving a mount at dir and waits until
+// the mount is live (and, when raRaised, its readahead raised to 1 MiB).
+func (r *runner) startMount(tool, dir, cache string, raRaised bool, args ...string) (*mount, error) {
+	if err := ensureUnmounted(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.seq++
+	logPath := filepath.Join(r.cfg.work, "logs", fmt.Sprintf("%03d-%s.log", r.seq, tool))
+	r.mu.Unlock()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C of the terminal reaches the driver,
+	// which then unmounts in order, not the mount processes directly.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", tool, err)
+	}
+	m := &mount{tool: tool, dir: dir, cache: cache, log: logPath, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(m.exited)
+	}()
+	r.mu.Lock()
+	r.live[m] = true
+	r.mu.Unlock()
+	if err := r.waitLive(m, raRaised, start); err != nil {
+		r.stop(m)
+		return nil, err
+	}
+	m.ready = time.Since(start)
+	return m, nil
+}
+
+// waitLive waits for m's mount in mountinfo, its readahead, and a stat of
+// its root answered by the file system.
+func (r *runner) waitLive(m *mount, raRaised bool, start time.Time) error {
+	deadline := start.Add(r.cfg.mountTimeout)
+	dev := ""
+	for dev == "" {
+		if d, ok := mountDev(m.dir); ok {
+			dev = d
+			break
+		}
+		select {
+		case <-m.exited:
+			return fmt.Errorf("%s exited before mounting: %s", m.tool, tail(m.log))
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no mount after %s: %s", m.tool, r.cfg.mountTimeout, tail(m.log))
+		}
+	}
+	for raRaised {
+		b, _ := os.ReadFile("/sys/class/bdi/" + dev + "/read_ahead_kb")
+		if strings.TrimSpace(string(b)) == "1024" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: read_ahead_kb of %s not raised: %q", m.tool, dev, b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return r.timed(time.Until(deadline), func() error {
+		_, err := os.Stat(m.dir)
+		return err
+	})
+}
+
+// timed runs fn, giving up after d or when the run is interrupted. fn may
+// block in a FUSE call; when it does not return, it is left behind and
+// returns once the mount is torn down.
+func (r *runner) timed(d time.Duration, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("timed out after %s", d)
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// stop ends m: SIGTERM (every tool unmounts on it), then, if it lingers,
+// a lazy unmount and SIGKILL. Its cache directory is removed.
+func (r *runner) stop(m *mount) {
+	r.mu.Lock()
+	delete(r.live, m)
+	r.mu.Unlock()
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(30 * time.Second):
+		fmt.Fprintf(os.Stderr, "driver: %s did not exit on SIGTERM; detaching %s and killing pid %d\n", m.tool, m.dir, m.cmd.Process.Pid)
+		syscall.Unmount(m.dir, syscall.MNT_DETACH)
+		m.cmd.Process.Kill()
+		<-m.exited
+	}
+	if err := ensureUnmounted(m.dir); err != nil {
+		fmt.Fprintln(os.Stderr, "driver:", err)
+	}
+	if m.cache != "" {
+		os.RemoveAll(m.cache)
+	}
+}
+
+// stopAll stops every live mount (at exit, also after a failure or signal).
+func (r *runner) stopAll() {
+	r.mu.Lock()
+	var ms []*mount
+	for m := range r.live {
+		ms = append(ms, m)
+	}
+	r.mu.Unlock()
+	for _, m := range ms {
+		r.stop(m)
+	}
+}
+
+// ensureUnmounted detaches whatever is mounted at dir.
+func ensureUnmounted(dir string) error {
+	for range 3 {
+		if _, ok := mountDev(dir); !ok {
+			return nil
+		}
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// mountDev returns the major:minor of the mount at dir, if there is one.
+func mountDev(dir string) (string, bool) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	dev, found := "", false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == dir {
+			dev, found = f[2], true // the last one is on top
+		}
+	}
+	return dev, found
+}
+
+// command runs a child in its own process group, killed as a group when
+// ctx ends or after d; it returns the wall time and the child's output.
+func (r *runner) command(d time.Duration, name string, args ...string) (time.Duration, []byte, *os.ProcessState, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() != nil && r.ctx.Err() == nil {
+		err = fmt.Errorf("%s: timed out after %s", name, d)
+	} else if err != nil {
+		err = fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(errb.Bytes()))
+	}
+	return took, out.Bytes(), cmd.ProcessState, err
+}
+
+// status returns a field of /proc/PID/status in MiB (VmHWM, VmRSS).
+func status(pid int, field string) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v) // "123456 kB"
+			kb, err := strconv.ParseFloat(f[0], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// dropCaches writes back dirty pages and drops the page cache, so that
+// the next read of a mount comes from its daemon (the origin's files live
+// in tmpfs, which is not dropped).
+func (r *runner) dropCaches() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+}
+
+// tail is the end of a log file, for error messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	b = bytes.TrimSpace(b)
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return string(b)
+}
+
+var errSkipped = errors.New("skipped")

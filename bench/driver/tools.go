@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// The data sets, as paths relative to a mount's root (every tool shows the
+// same layout).
+const (
+	dsBig     = "big"     // big.bin, 1 GiB
+	dsSmall   = "small"   // small/f0000 ... small/f0999, 64 KiB each
+	dsMillion = "million" // tree/dNN/dNN/fNN.bin, 1,000,000 entries
+)
+
+// The mounting tools and the non-mount baselines (columns of the report).
+const (
+	toolFerry  = "ferry"
+	toolBound  = "fusebound"
+	toolRclone = "rclone"
+	toolCurl   = "curl"   // the origin over HTTP, no file system
+	toolDirect = "direct" // ferry's cached data file read directly
+)
+
+// mountTool mounts data set ds with tool on a fresh cache directory.
+// background is ferry's background fill (the other tools have none).
+func (r *runner) mountTool(tool, ds string, background bool) (*mount, error) {
+	dir := filepath.Join(r.cfg.work, "mnt-"+tool)
+	r.mu.Lock()
+	r.seq++
+	cache := filepath.Join(r.cfg.work, fmt.Sprintf("cache-%s-%03d", tool, r.seq))
+	r.mu.Unlock()
+	switch tool {
+	case toolFerry:
+		args := []string{r.cfg.ferry, "mount", "--cache-dir", cache}
+		if !background {
+			args = append(args, "--no-background")
+		}
+		args = append(args, filepath.Join(r.cfg.manifests, ds+".json"), dir)
+		return r.startMount(tool, dir, cache, true, args...)
+	case toolRclone:
+		if ds == dsMillion {
+			return nil, errSkipped
+		}
+		return r.startMount(tool, dir, cache, false, "rclone", "mount", ":http:", dir,
+			"--http-url", r.cfg.base+"/", "--vfs-cache-mode", "full", "--cache-dir", cache,
+			"--read-only", "--config", "/dev/null")
+	case toolBound:
+		src := []string{"-data", r.cfg.data}
+		if ds == dsMillion {
+			src = []string{"-manifest", filepath.Join(r.cfg.manifests, ds+".json")}
+		}
+		args := append([]string{r.cfg.fusebound}, src...)
+		return r.startMount(tool, dir, "", true, append(args, dir)...)
+	}
+	return nil, fmt.Errorf("unknown tool %q", tool)
+}
+
+// ferryDataFile is the data file of the one file in a ferry cache
+// directory (DIR/data/<16 hex digits>, docs/on-disk-format.md).
+func ferryDataFile(cache string) (string, error) {
+	ents, err := os.ReadDir(filepath.Join(cache, "data"))
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			return filepath.Join(cache, "data", e.Name()), nil
+		}
+	}
+	return "", fmt.Errorf("no data file in %s/data", cache)
+}
+
+// originBytes returns the body bytes nginx sent since the last call (its
+// access log has one number per request).
+func (r *runner) originBytes() int64 {
+	f, err := os.Open(r.cfg.accessLog)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() < r.logOff {
+		return -1
+	}
+	b := make([]byte, st.Size()-r.logOff)
+	n, _ := f.ReadAt(b, r.logOff)
+	// Only whole lines: a request may be half logged.
+	last := strings.LastIndexByte(string(b[:n]), '\n')
+	if last < 0 {
+		return 0
+	}
+	r.logOff += int64(last + 1)
+	var sum int64
+	for _, line := range strings.Split(string(b[:last]), "\n") {
+		if v, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
