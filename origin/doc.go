@@ -39,7 +39,8 @@
 // a non-matching If-Match give 412; a Content-Digest (sha-256, RFC 9530,
 // computed over the body as sent, before content decoding) that does not
 // match gives 400; Content-Encoding gzip and zstd are decoded, other codings
-// give 415. Resumable uploads (tus) are left for a later tus.go beside put.go.
+// give 415. Resumable uploads speak tus 1.0 with the creation and termination
+// extensions (tus.go).
 //
 // # Faults
 //

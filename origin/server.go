@@ -55,6 +55,7 @@ type Server struct {
 	stats     map[string]*pathStats
 	faults    map[string]*faultRule // "" applies to paths without their own
 	mutations map[string]*mutation
+	tus       tusState              // tus uploads (tus.go); has its own lock
 	conns     map[net.Conn]struct{} // connections net/http owns (not hijacked)
 	started   bool
 	closed    bool
@@ -207,8 +208,7 @@ func (s *Server) trackConn(c net.Conn, state http.ConnState) {
 }
 
 // serveHTTP admits the request unless the server is closed, then dispatches
-// by method. A tus.go would add POST, PATCH, HEAD-with-Tus-Resumable and
-// OPTIONS here.
+// by method; tus requests (tus.go) go to serveTus.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -230,13 +230,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ex.logDone()
 	s.countRequest(ex.path, r)
 
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
+	switch {
+	case isTus(r):
+		s.serveTus(ex)
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		s.serveGet(ex)
-	case http.MethodPut:
+	case r.Method == http.MethodPut:
 		s.servePut(ex)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, PUT")
+		w.Header().Set("Allow", "GET, HEAD, PUT, OPTIONS, POST, PATCH")
 		ex.textError(http.StatusMethodNotAllowed, "origin: method not allowed")
 	}
 }
