@@ -20,7 +20,8 @@ import (
 //
 //   - OPTIONS on any path: the protocol version, extensions and size limit.
 //   - POST on an object path with Tus-Resumable: 1.0.0 and Upload-Length
-//     creates an upload that becomes that object once complete: 201 with
+//     creates an upload that becomes that object once complete (an empty
+//     one at once): 201 with
 //     Location PATH?tus=ID. Upload-Metadata may carry "sha256" (the base64
 //     SHA-256 of the whole content, checked at completion: 460 when it
 //     differs) and "filename". If-None-Match: * refuses (412) an object that
@@ -177,7 +178,16 @@ func (s *Server) tusCreate(ex *exchange) {
 	s.tus.next++
 	id := strconv.FormatUint(s.tus.next, 10)
 	s.tus.uploads[id] = u
+	if length == 0 {
+		u.done = true // complete as created
+	}
 	s.tus.mu.Unlock()
+	if length == 0 {
+		if code, err := s.tusFinish(u, id); err != nil {
+			ex.textError(code, err.Error())
+			return
+		}
+	}
 	loc := (&url.URL{Path: "/" + ex.path, RawQuery: "tus=" + id}).String()
 	ex.w.Header().Set("Location", loc)
 	ex.writeHeader(http.StatusCreated)

@@ -221,6 +221,17 @@ func TestTusPreconditionsAndChecksum(t *testing.T) {
 	wantStatus(t, resp, 404)
 }
 
+func TestTusEmptyUploadCompletesAtCreation(t *testing.T) {
+	h := newHarness(t)
+	u := h.tusCreate("empty", 0)
+	if got, ok := h.s.Content("empty"); !ok || len(got) != 0 {
+		t.Fatalf("empty upload: %q, %v", got, ok)
+	}
+	if off := h.tusOffset(u); off != 0 {
+		t.Errorf("offset %d", off)
+	}
+}
+
 func TestTusTooLongAndDelete(t *testing.T) {
 	h := newHarness(t)
 	u := h.tusCreate("long", 4)
