@@ -104,6 +104,22 @@ type Options struct {
 	// syncs them; 0 means 2ms.
 	CommitWindow time.Duration
 
+	// MaxSize bounds the bytes of blocks kept (Stats.LocalBytes); 0 means
+	// no bound but the disk's. Least recently used blocks are evicted to
+	// stay under it (space.go).
+	MaxSize int64
+
+	// MinFree is the free space to leave on the cache directory's file
+	// system: blocks are evicted rather than take it. 0 means none (the
+	// cache still stops background fill before the disk is full).
+	MinFree int64
+
+	// OnRoom is called when room for background fill may have come back
+	// (blocks dropped, disk space freed): fetcher.Fetcher.Wake. It runs on
+	// the cache's space goroutine with no lock of the cache held, and must
+	// not call the cache synchronously.
+	OnRoom func()
+
 	// mapFS, when set, holds the block map instead of the real disk (crash
 	// tests use a crashable vfs.MemFS). Data files stay on the real disk.
 	mapFS vfs.FS
@@ -118,8 +134,12 @@ type Remote struct {
 
 // Stats are cache-wide totals, maintained as blocks come and go.
 type Stats struct {
-	LocalBytes int64 // bytes of present blocks, in every file (loaded or not)
-	Files      int64 // file records
+	LocalBytes   int64 // bytes of present blocks, in every file (loaded or not)
+	Files        int64 // file records
+	Limit        int64 // most bytes of blocks the cache may hold now (MaxSize, MinFree, disk)
+	PinnedBytes  int64 // size of the pinned files (loaded in this process)
+	EvictedBytes int64 // bytes evicted since Open
+	DiskFull     bool  // ENOSPC met and space not back yet: background fill paused
 }
 
 // Cache is an open cache directory. Must call Close.
@@ -150,6 +170,16 @@ type Cache struct {
 	commitMu     sync.Mutex
 	durableBytes int64 // value of "m/bytes"
 
+	// evictMu makes evictions take turns; it guards evictCursor (the "l/"
+	// key the next round starts at; nil: the first).
+	evictMu     sync.Mutex
+	evictCursor []byte
+	// keepFiles are the pinned files, guarded by filesMu.
+	keepFiles map[*File]struct{}
+
+	lru   lruClock
+	space space
+
 	localBytes atomic.Int64 // Stats.LocalBytes: durable plus not yet committed
 	fatal      atomic.Pointer[string]
 }
@@ -157,7 +187,7 @@ type Cache struct {
 // Open opens (creating if needed, mode 0700) the cache directory dir.
 // Startup cost does not depend on the number of blocks stored.
 func Open(dir string, opts Options) (*Cache, error) {
-	c := &Cache{dir: dir, log: opts.Logger, files: make(map[string]*File)}
+	c := &Cache{dir: dir, log: opts.Logger, files: make(map[string]*File), keepFiles: make(map[*File]struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -173,6 +203,10 @@ func Open(dir string, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.lock = lock
+	if err := c.space.init(c, opts); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := c.openMap(opts); err != nil {
 		lock.Close()
 		return nil, err
@@ -182,6 +216,7 @@ func Open(dir string, opts Options) (*Cache, error) {
 		window = 2 * time.Millisecond
 	}
 	c.cm.start(c, window)
+	c.space.start()
 	return c, nil
 }
 
@@ -240,7 +275,12 @@ func (c *Cache) openMap(opts Options) error {
 		// filters did not pay: on L0 they made new-path lookups 4x slower
 		// (filter blocks reread), on L1+ they changed nothing measurable.
 		CacheSize: 64 << 20,
-		FS:        opts.mapFS,
+		// On ENOSPC Pebble calls pebbleDiskFull, which releases the
+		// ballast, and retries once (the shape of CockroachDB's ballast).
+		FS: vfs.OnDiskFull(mapFS(opts), c.pebbleDiskFull),
+	}
+	if n := c.space.memTableSize(); n < po.MemTableSize {
+		po.MemTableSize = n // a small file system gets a small WAL
 	}
 	db, err := pebble.Open(filepath.Join(c.dir, "map"), po)
 	if err != nil {
@@ -251,11 +291,25 @@ func (c *Cache) openMap(opts Options) error {
 		db.Close()
 		return err
 	}
-	if err := db.Set(keyOpenMarker, u64(uint64(time.Now().UnixNano())), pebble.Sync); err != nil {
+	b := db.NewBatch()
+	b.Set(keyOpenMarker, u64(uint64(time.Now().UnixNano())), nil)
+	b.Set(keyClock, u64(c.lru.clock.Load()), nil)
+	err = b.Commit(pebble.Sync)
+	b.Close()
+	if err != nil {
 		db.Close()
 		return fmt.Errorf("cache: %w", err)
 	}
 	return nil
+}
+
+// mapFS is the file system of the block map: the real disk, unless a test
+// gave one.
+func mapFS(opts Options) vfs.FS {
+	if opts.mapFS != nil {
+		return opts.mapFS
+	}
+	return vfs.Default
 }
 
 // loadMeta checks the schema version (writing it into an empty map) and
@@ -277,8 +331,15 @@ func (c *Cache) loadMeta() error {
 		b.Set(keySchemaVersion, u64(schemaVersion), nil)
 		b.Set(keyNextID, u64(1), nil)
 		b.Set(keyLocalBytes, u64(0), nil)
+		b.Set(keyClock, u64(0), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("cache: %w", err)
+		}
+		v = schemaVersion
+	}
+	if v == 1 {
+		if err := c.migrateV1(); err != nil {
+			return err
 		}
 		v = schemaVersion
 	}
@@ -296,6 +357,11 @@ func (c *Cache) loadMeta() error {
 	}
 	c.durableBytes = int64(bytes)
 	c.localBytes.Store(int64(bytes))
+	clock, err := c.mustU64(keyClock)
+	if err != nil {
+		return err
+	}
+	c.lru.clock.Store(clock + 1)
 	_, c.unclean, err = c.getU64(keyOpenMarker)
 	return err
 }
@@ -355,7 +421,15 @@ func (c *Cache) UncleanStart() bool { return c.unclean }
 
 // Stats returns the cache-wide totals.
 func (c *Cache) Stats() Stats {
-	return Stats{LocalBytes: c.localBytes.Load(), Files: c.fileCount.Load()}
+	st := Stats{Files: c.fileCount.Load(), PinnedBytes: c.pinnedBytes()}
+	s := &c.space
+	s.mu.Lock()
+	st.LocalBytes = c.localBytes.Load()
+	st.Limit = s.limitLocked(st.LocalBytes)
+	st.EvictedBytes = s.evicted
+	st.DiskFull = s.full
+	s.mu.Unlock()
+	return st
 }
 
 // Flush waits until every block written before the call is durable (or
@@ -374,6 +448,7 @@ func (c *Cache) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
+	c.space.stopSpace()
 	errs := []error{c.cm.stop()}
 	c.dbMu.Lock()
 	defer c.dbMu.Unlock()

@@ -132,6 +132,13 @@ func (m *committer) run() {
 	}
 }
 
+// busy reports whether blocks are queued or being committed.
+func (m *committer) busy() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.done < m.enq
+}
+
 // flush waits until every block queued before the call is handled.
 func (m *committer) flush() error {
 	m.mu.Lock()
@@ -225,7 +232,8 @@ func (c *Cache) commitRound(round []pending) error {
 }
 
 // commitKeys commits the "b/" keys of the round's blocks that are neither
-// in failed nor of an old generation.
+// in failed nor of an old generation, with the current access clock, and
+// their "l/" keys (unless their file is pinned).
 func (c *Cache) commitKeys(round []pending, failed map[*File]bool) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
@@ -233,11 +241,17 @@ func (c *Cache) commitKeys(round []pending, failed map[*File]bool) error {
 	defer b.Close()
 	var added int64
 	kept := round[:0:0]
+	clock := c.lru.clock.Load()
 	for _, p := range round {
 		if failed[p.f] || p.f.gen.Load() != p.st.gen {
 			continue
 		}
-		b.Set(blockKey(p.f.id, p.idx), p.st.encode(), nil)
+		st := p.st
+		st.clock = clock
+		b.Set(blockKey(p.f.id, p.idx), st.encode(), nil)
+		if !p.f.keep.Load() {
+			b.Set(lruKey(clock, p.f.id, p.idx), nil, nil)
+		}
 		added += int64(p.st.length)
 		kept = append(kept, p)
 	}
@@ -249,6 +263,7 @@ func (c *Cache) commitKeys(round []pending, failed map[*File]bool) error {
 		return fmt.Errorf("cache: commit %d blocks: %w", len(kept), err)
 	}
 	c.durableBytes += added
+	c.lru.used.Store(true)
 	for _, p := range kept {
 		p.f.durable += int64(p.st.length)
 	}

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -24,12 +23,28 @@ type File struct {
 	bs int64
 
 	// mu is read-locked by WriteBlock from its generation check until the
-	// block is queued, and by readers of rec; it is write-locked by Pin,
-	// Reset, Evict, the update in Cache.File and bitmap growth. So a
-	// generation change never interleaves with a write, and nobody sets bits
-	// in a bitmap that is being replaced.
+	// block is queued, by ReadAt from its presence check until its bytes
+	// are copied, and by readers of rec; it is write-locked by Pin, Reset,
+	// Evict, SetPinned, the update in Cache.File, bitmap growth, and by
+	// eviction from the moment it clears a block's bit until the block's
+	// hole is punched. So a generation change never interleaves with a
+	// write, nobody sets bits in a bitmap that is being replaced, a reader
+	// never copies a hole, and no block is rewritten before its old copy's
+	// hole is punched.
 	mu  sync.RWMutex
 	rec Record
+	// manifestPin is the pin the manifest asks for (SetManifestPin); not
+	// persisted. Guarded by mu.
+	manifestPin bool
+
+	// keep mirrors rec.KeepLocal || manifestPin: eviction skips the file.
+	// It changes only with both mu and c.commitMu held.
+	keep atomic.Bool
+	// holds counts HoldComplete calls not yet undone: eviction skips the
+	// file while it is positive.
+	holds atomic.Int64
+	// onDrop is called after eviction removed blocks of the file.
+	onDrop atomic.Pointer[func()]
 
 	// gen mirrors rec.Generation. It changes only with both mu and
 	// c.commitMu held, so holding either gives a stable value.
@@ -78,6 +93,9 @@ func (c *Cache) File(path, url string, declaredSize, blockSize int64) (*File, er
 			return nil, err
 		}
 		c.files[path] = f
+		if f.keep.Load() {
+			c.keepFiles[f] = struct{}{}
+		}
 	}
 	if err := f.update(url, declaredSize); err != nil {
 		return nil, err
@@ -85,7 +103,8 @@ func (c *Cache) File(path, url string, declaredSize, blockSize int64) (*File, er
 	return f, nil
 }
 
-// openRecord loads the record of path, or creates it. filesMu is held.
+// openRecord loads the record of path (one read: the "p/" value holds
+// it) and its blocks, or creates the record. filesMu is held.
 func (c *Cache) openRecord(path, url string, declaredSize, blockSize int64) (*File, error) {
 	v, closer, err := c.db.Get(pathKey(path))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -94,12 +113,16 @@ func (c *Cache) openRecord(path, url string, declaredSize, blockSize int64) (*Fi
 	if err != nil {
 		return nil, fmt.Errorf("cache: look up %q: %w", path, err)
 	}
-	id, err := decodeU64("path "+strconv.Quote(path), v)
+	rec, err := decodePathValue(path, v)
 	closer.Close()
 	if err != nil {
 		return nil, err
 	}
-	return c.loadFile(id)
+	f := newFile(c, rec)
+	if err := f.loadBlocks(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // newRecord writes the record of a new file. No sync: until a synced batch
@@ -113,8 +136,7 @@ func (c *Cache) newRecord(path, url string, declaredSize, blockSize int64) (*Fil
 		DeclaredSize: declaredSize, Generation: 1}
 	b := c.db.NewBatch()
 	defer b.Close()
-	b.Set(pathKey(path), u64(rec.ID), nil)
-	b.Set(fileKey(rec.ID), encodeRecord(&rec), nil)
+	putRecord(b, &rec)
 	b.Set(keyNextID, u64(rec.ID+1), nil)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return nil, fmt.Errorf("cache: create record of %q: %w", path, err)
@@ -127,6 +149,7 @@ func (c *Cache) newRecord(path, url string, declaredSize, blockSize int64) (*Fil
 func newFile(c *Cache, rec Record) *File {
 	f := &File{c: c, id: rec.ID, bs: rec.BlockSize, rec: rec}
 	f.gen.Store(rec.Generation)
+	f.keep.Store(rec.KeepLocal)
 	f.nblocks.Store(-1)
 	if rec.Pinned {
 		nb := blocksOf(rec.Remote.Size, rec.BlockSize)
@@ -168,7 +191,7 @@ func (f *File) update(url string, declaredSize int64) error {
 	}
 	rec := f.rec
 	set(&rec)
-	if err := f.c.db.Set(fileKey(f.id), encodeRecord(&rec), pebble.NoSync); err != nil {
+	if err := f.c.writeRecord(&rec, pebble.NoSync); err != nil {
 		return fmt.Errorf("cache: update record of %q: %w", rec.Path, err)
 	}
 	f.rec = rec
@@ -223,6 +246,9 @@ func (f *File) Restarts() int {
 }
 
 // DataPath is the sparse data file that holds the blocks (for passthrough).
-func (f *File) DataPath() string {
-	return filepath.Join(f.c.dir, "data", fmt.Sprintf("%016x", f.id))
+func (f *File) DataPath() string { return dataPath(f.c.dir, f.id) }
+
+// dataPath is the data file of file id in cache directory dir.
+func dataPath(dir string, id uint64) string {
+	return filepath.Join(dir, "data", fmt.Sprintf("%016x", id))
 }

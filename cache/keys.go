@@ -26,16 +26,20 @@ var (
 	// prefixMeta: "m/" + name -> value; see the meta keys below.
 	prefixMeta = []byte("m/")
 
-	// prefixPath: "p/" + path (UTF-8, as in the manifest) -> uint64 BE file ID.
+	// prefixPath: "p/" + path (UTF-8, as in the manifest) -> file ID
+	// (uint64 BE) followed by the file record (record.go encoding), the same
+	// bytes as the "f/" value, so opening a path costs one read. (Schema 1:
+	// the ID alone.)
 	prefixPath = []byte("p/")
 
 	// prefixFile: "f/" + ID (uint64 BE) -> file record (record.go encoding).
+	// Written in the same batch as the copy in the "p/" value.
 	prefixFile = []byte("f/")
 
 	// prefixBlock: "b/" + ID (uint64 BE) + block index (uint64 BE) -> block
 	// state, blockValueLen bytes: codec (1 byte, codecRaw), stored length
 	// (uint32 BE), CRC-32C of the stored bytes (uint32 BE), generation
-	// (uint64 BE).
+	// (uint64 BE), access clock (uint64 BE; schema 2).
 	prefixBlock = []byte("b/")
 
 	// prefixOutbox: "o/" + sequence (uint64 BE) -> outbox record
@@ -43,7 +47,12 @@ var (
 	// staged data is DIR/outbox/ + sequence as 16 hex digits.
 	prefixOutbox = []byte("o/")
 
-	// prefixLRU: "l/" + ... -> LRU bookkeeping. Reserved: not written yet.
+	// prefixLRU: "l/" + access clock (uint64 BE) + ID (uint64 BE) + block
+	// index (uint64 BE) -> empty. The eviction order: one key per durable
+	// block of a file that is not pinned, with the clock of its "b/" value,
+	// so the first key is the least recently used block. Written in the
+	// same batch as the "b/" value it mirrors; a key whose block is gone or
+	// has another clock is stale and deleted when eviction meets it.
 	prefixLRU = []byte("l/")
 )
 
@@ -62,16 +71,22 @@ var (
 	// keyLocalBytes: "m/bytes" -> uint64 BE sum of the stored lengths of
 	// every "b/" key. Updated in the same batch as the "b/" keys it counts.
 	keyLocalBytes = metaKey("bytes")
+
+	// keyClock: "m/clock" -> uint64 BE, the access clock of this run: set
+	// by Open (one more than the stored value) and by every advance of the
+	// clock, in the batch that first uses the new value. (Schema 2.)
+	keyClock = metaKey("clock")
 )
 
 // schemaVersion is the version of this key schema. Open refuses a map whose
 // "v" is different (a newer ferry wrote it) and writes it into a new map.
-const schemaVersion = 1
+// Open migrates a map of version 1 (migrate.go).
+const schemaVersion = 2
 
 // Block value layout.
 const (
 	codecRaw      = 0  // the stored bytes are the block's bytes
-	blockValueLen = 17 // codec 1 + length 4 + crc 4 + generation 8
+	blockValueLen = 25 // codec 1 + length 4 + crc 4 + generation 8 + clock 8
 )
 
 // metaKey returns "m/" + name.
@@ -155,6 +170,7 @@ type blockState struct {
 	length uint32 // stored bytes
 	crc    uint32 // CRC-32C (Castagnoli) of the stored bytes
 	gen    uint64 // generation of the file record the block belongs to
+	clock  uint64 // access clock of the last commit or read (lru.go)
 }
 
 func (s blockState) encode() []byte {
@@ -163,6 +179,7 @@ func (s blockState) encode() []byte {
 	binary.BigEndian.PutUint32(v[1:], s.length)
 	binary.BigEndian.PutUint32(v[5:], s.crc)
 	binary.BigEndian.PutUint64(v[9:], s.gen)
+	binary.BigEndian.PutUint64(v[17:], s.clock)
 	return v
 }
 
@@ -177,7 +194,42 @@ func decodeBlockState(v []byte) (blockState, error) {
 		length: binary.BigEndian.Uint32(v[1:]),
 		crc:    binary.BigEndian.Uint32(v[5:]),
 		gen:    binary.BigEndian.Uint64(v[9:]),
+		clock:  binary.BigEndian.Uint64(v[17:]),
 	}, nil
+}
+
+// lruKeyLen is the length of an "l/" key.
+const lruKeyLen = 2 + 24
+
+// lruKey returns "l/" + clock (uint64 BE) + ID (uint64 BE) + block index
+// (uint64 BE).
+func lruKey(clock, id uint64, idx int64) []byte {
+	k := make([]byte, lruKeyLen)
+	copy(k, prefixLRU)
+	binary.BigEndian.PutUint64(k[2:], clock)
+	binary.BigEndian.PutUint64(k[10:], id)
+	binary.BigEndian.PutUint64(k[18:], uint64(idx))
+	return k
+}
+
+// lruSpan returns the bounds [lo, hi) of every "l/" key: "l/" and "l0"
+// ('/'+1 is '0').
+func lruSpan() (lo, hi []byte) {
+	return prefixLRU, []byte("l0")
+}
+
+// parseLRUKey splits an "l/" key.
+func parseLRUKey(k []byte) (clock, id uint64, idx int64, err error) {
+	if len(k) != lruKeyLen || string(k[:2]) != string(prefixLRU) {
+		return 0, 0, 0, fmt.Errorf("cache: malformed LRU key %x", k)
+	}
+	clock = binary.BigEndian.Uint64(k[2:])
+	id = binary.BigEndian.Uint64(k[10:])
+	u := binary.BigEndian.Uint64(k[18:])
+	if u > 1<<62 {
+		return 0, 0, 0, fmt.Errorf("cache: LRU key %x: index out of range", k)
+	}
+	return clock, id, int64(u), nil
 }
 
 // u64 encodes a uint64 value as 8 bytes BE (the "v", "n" and "m/" values).

@@ -7,26 +7,27 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// loadFile reads the record of file id and its present blocks, with one
-// bounded iterator over the file's "b/" keys.
-func (c *Cache) loadFile(id uint64) (*File, error) {
+// readRecord reads the record of file id from its "f/" key; ok is false
+// when there is none.
+func (c *Cache) readRecord(id uint64) (rec Record, ok bool, err error) {
 	v, closer, err := c.db.Get(fileKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("cache: block map names file %d, which has no record", id)
+		return Record{}, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cache: read record %d: %w", id, err)
+		return Record{}, false, fmt.Errorf("cache: read record %d: %w", id, err)
 	}
-	rec, err := decodeRecord(id, v)
+	rec, err = decodeRecord(id, v)
 	closer.Close()
-	if err != nil {
-		return nil, err
-	}
-	f := newFile(c, rec)
-	if err := f.loadBlocks(); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return rec, err == nil, err
+}
+
+// writeRecord writes rec under its "f/" and "p/" keys in one batch.
+func (c *Cache) writeRecord(rec *Record, opts *pebble.WriteOptions) error {
+	b := c.db.NewBatch()
+	defer b.Close()
+	putRecord(b, rec)
+	return b.Commit(opts)
 }
 
 // loadBlocks sets the bits of f's stored blocks. A stored block that does
@@ -58,7 +59,7 @@ func (f *File) loadBlocks() error {
 			return fmt.Errorf("%w (file %q block %d)", err, f.rec.Path, idx)
 		}
 		if !f.fits(idx, st) {
-			stale = append(stale, append([]byte(nil), it.Key()...))
+			stale = append(stale, append([]byte(nil), it.Key()...), lruKey(st.clock, f.id, idx))
 			staleBytes += int64(st.length)
 			continue
 		}
@@ -98,8 +99,9 @@ func (f *File) blockLen(idx int64) int64 {
 	return min(f.bs, f.rec.Remote.Size-idx*f.bs)
 }
 
-// dropStale deletes "b/" keys that belong to no current record. No sync:
-// if the deletion is lost, the next load deletes them again.
+// dropStale deletes "b/" keys that belong to no current record, and their
+// "l/" keys, which keys lists too. No sync: if the deletion is lost, the
+// next load deletes them again.
 func (c *Cache) dropStale(path string, keys [][]byte, bytes int64) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
@@ -114,6 +116,6 @@ func (c *Cache) dropStale(path string, keys [][]byte, bytes int64) error {
 	}
 	c.durableBytes -= bytes
 	c.localBytes.Add(-bytes)
-	c.log.Info("cache: dropped stale blocks", "path", path, "blocks", len(keys), "bytes", bytes)
+	c.log.Info("cache: dropped stale blocks", "path", path, "blocks", len(keys)/2, "bytes", bytes)
 	return nil
 }

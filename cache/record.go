@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Record is a snapshot of one file's record in the block map (the value of
@@ -18,6 +20,10 @@ type Record struct {
 	Remote       Remote // zero unless Pinned
 	Generation   uint64 // bumped by every Reset and Evict; starts at 1
 	Restarts     int    // Resets because the remote changed
+	// KeepLocal is the persisted pin of the local copy (File.SetPinned:
+	// ferry pin): the cache never evicts the file's blocks. Not to be
+	// confused with Pinned, the validator.
+	KeepLocal bool
 }
 
 // recordVersion is the first byte of an encoded record. Part of the on-disk
@@ -27,7 +33,9 @@ const recordVersion = 1
 
 // Flag bits of an encoded record.
 const (
-	recordPinned = 1 << 0
+	recordPinned = 1 << 0 // Pinned
+	recordKeep   = 1 << 1 // KeepLocal (schema 2)
+	recordFlags  = recordPinned | recordKeep
 )
 
 // encodeRecord lays r out as (see docs/on-disk-format.md):
@@ -37,7 +45,7 @@ const (
 //	url       uvarint length + bytes
 //	blockSize uvarint
 //	declared  varint (-1: unknown)
-//	flags     byte (bit 0: pinned)
+//	flags     byte (bit 0: pinned, bit 1: keep local)
 //	size      varint (pinned remote size)
 //	etag      uvarint length + bytes
 //	lastMod   uvarint length + bytes
@@ -57,6 +65,9 @@ func encodeRecord(r *Record) []byte {
 	var flags byte
 	if r.Pinned {
 		flags |= recordPinned
+	}
+	if r.KeepLocal {
+		flags |= recordKeep
 	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, r.Remote.Size)
@@ -85,6 +96,7 @@ func decodeRecord(id uint64, b []byte) (Record, error) {
 	r.DeclaredSize = d.varint()
 	flags := d.byte()
 	r.Pinned = flags&recordPinned != 0
+	r.KeepLocal = flags&recordKeep != 0
 	r.Remote.Size = d.varint()
 	r.Remote.ETag = d.string()
 	r.Remote.LastModified = d.string()
@@ -95,7 +107,7 @@ func decodeRecord(id uint64, b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("cache: file record %d: %w", id, d.err)
 	case len(d.b) != 0:
 		return Record{}, fmt.Errorf("cache: file record %d: %d trailing bytes", id, len(d.b))
-	case flags&^recordPinned != 0:
+	case flags&^recordFlags != 0:
 		return Record{}, fmt.Errorf("cache: file record %d: unknown flags %#x", id, flags)
 	case r.BlockSize <= 0 || r.BlockSize > maxBlockSize:
 		return Record{}, fmt.Errorf("cache: file record %d: block size %d out of range", id, r.BlockSize)
@@ -103,6 +115,31 @@ func decodeRecord(id uint64, b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("cache: file record %d: field out of range", id)
 	}
 	return r, nil
+}
+
+// putRecord writes r under its "f/" key and, with the ID in front, under
+// its "p/" key, in batch b.
+func putRecord(b *pebble.Batch, r *Record) {
+	enc := encodeRecord(r)
+	b.Set(fileKey(r.ID), enc, nil)
+	pv := make([]byte, 8+len(enc))
+	binary.BigEndian.PutUint64(pv, r.ID)
+	copy(pv[8:], enc)
+	b.Set(pathKey(r.Path), pv, nil)
+}
+
+// decodePathValue decodes the value of the "p/" key of path: the ID and
+// the record. It copies everything out of v.
+func decodePathValue(path string, v []byte) (Record, error) {
+	if len(v) < 8 {
+		return Record{}, fmt.Errorf("cache: path %q: value of %d bytes", path, len(v))
+	}
+	id := binary.BigEndian.Uint64(v)
+	r, err := decodeRecord(id, v[8:])
+	if err == nil && r.Path != path {
+		err = fmt.Errorf("cache: path %q names record %d of path %q", path, id, r.Path)
+	}
+	return r, err
 }
 
 var errTruncated = errors.New("truncated")

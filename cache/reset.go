@@ -43,7 +43,7 @@ func (f *File) Pin(gen uint64, r Remote) error {
 	}
 	rec := f.rec
 	rec.Pinned, rec.Remote = true, r
-	if err := f.c.db.Set(fileKey(f.id), encodeRecord(&rec), pebble.Sync); err != nil {
+	if err := f.c.writeRecord(&rec, pebble.Sync); err != nil {
 		return fmt.Errorf("cache: pin %q: %w", rec.Path, err)
 	}
 	f.rec = rec
@@ -125,7 +125,8 @@ func (f *File) dropLocked(kind dropKind, reason string, mutate func(*Record)) (u
 }
 
 // commitDrop commits, in one synced batch, the deletion of every "b/" key
-// of f and the new record rec, and makes rec's generation current.
+// of f and of their "l/" keys, and the new record rec, and makes rec's
+// generation current.
 func (f *File) commitDrop(rec *Record) error {
 	c := f.c
 	c.commitMu.Lock()
@@ -133,8 +134,11 @@ func (f *File) commitDrop(rec *Record) error {
 	lo, hi := blockSpan(f.id)
 	b := c.db.NewBatch()
 	defer b.Close()
+	if err := f.deleteLRUKeys(b); err != nil {
+		return err
+	}
 	b.DeleteRange(lo, hi, nil)
-	b.Set(fileKey(f.id), encodeRecord(rec), nil)
+	putRecord(b, rec)
 	total := c.durableBytes - f.durable
 	b.Set(keyLocalBytes, u64(uint64(total)), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -166,6 +170,9 @@ func (f *File) Verify(idx int64) (bool, error) {
 	}
 	buf := make([]byte, st.length)
 	_, err = f.ReadAt(buf, idx*f.bs)
+	if errors.Is(err, ErrNotLocal) {
+		return false, nil // evicted meanwhile
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("cache: %s: verify block %d: %w", f.path(), idx, err)
 	}
@@ -213,6 +220,7 @@ func (f *File) dropBlock(idx int64, st blockState) error {
 	b := c.db.NewBatch()
 	defer b.Close()
 	b.Delete(blockKey(f.id, idx), nil)
+	b.Delete(lruKey(st.clock, f.id, idx), nil)
 	total := c.durableBytes - int64(st.length)
 	b.Set(keyLocalBytes, u64(uint64(total)), nil)
 	if err := b.Commit(pebble.Sync); err != nil {

@@ -1,8 +1,10 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"syscall"
 )
 
 // maxBlocks bounds a block index, so a bad index cannot make the bitmap of
@@ -16,6 +18,12 @@ const maxBlocks = 1 << 32
 //
 // Writing a block that is present already does nothing. Before a validator
 // is pinned, any length from 1 to BlockSize is accepted.
+//
+// When the block would take the cache over its bound (Options.MaxSize,
+// Options.MinFree), WriteBlock first evicts least recently used blocks
+// (space.go). When the disk is full (ENOSPC), it evicts and tries once
+// more, then fails with an error that wraps syscall.ENOSPC; nothing stored
+// is harmed.
 func (f *File) WriteBlock(gen uint64, idx int64, data []byte) error {
 	if f.c.closed.Load() {
 		return ErrClosed
@@ -24,6 +32,33 @@ func (f *File) WriteBlock(gen uint64, idx int64, data []byte) error {
 		return fmt.Errorf("cache: %s: block %d of %d bytes: want index 0..%d and 1..%d bytes",
 			f.path(), idx, len(data), maxBlocks-1, f.bs)
 	}
+	if f.Present(idx) && f.gen.Load() == gen {
+		return nil
+	}
+	n := int64(len(data))
+	if err := f.c.reserve(n); err != nil {
+		return err
+	}
+	err := f.write(gen, idx, data)
+	if errors.Is(err, syscall.ENOSPC) {
+		f.c.space.release(n, false)
+		if err = f.c.onDiskFull(f, idx, n, err); err != nil {
+			return err
+		}
+		if err = f.c.reserve(n); err != nil {
+			return err
+		}
+		if err = f.write(gen, idx, data); errors.Is(err, syscall.ENOSPC) {
+			f.c.space.release(n, false)
+			return f.c.diskFullError(f, idx, err)
+		}
+	}
+	f.c.space.release(n, err == nil)
+	return err
+}
+
+// write is WriteBlock once its room is reserved.
+func (f *File) write(gen uint64, idx int64, data []byte) error {
 	for {
 		f.mu.RLock()
 		grow, err := f.writeLocked(gen, idx, data)
@@ -111,15 +146,51 @@ func (f *File) dropUnsynced(p pending) {
 	}
 }
 
-// ReadAt reads local bytes; the caller has checked that the blocks covering
-// [off, off+len(p)) are present.
+// ErrNotLocal is returned (wrapped) by ReadAt when a block of the range is
+// not present: it was never fetched, or it was evicted (or reset) after the
+// caller checked. The caller fetches the range again and retries.
+var ErrNotLocal = errors.New("cache: bytes not local")
+
+// ReadAt reads local bytes. It never returns bytes of a block that is not
+// present, which on disk is a hole that reads as zeros: it checks, with
+// f.mu read-locked until the bytes are copied, that every block covering
+// [off, off+len(p)) is present (blocks past the pinned size do not count),
+// and returns ErrNotLocal if one is not. Eviction clears a block's bit and
+// punches its hole with f.mu write-locked, so a block cannot vanish under a
+// read that found it. The blocks read count as used for eviction order.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if f.c.closed.Load() {
+		return 0, ErrClosed
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("cache: %s: read at negative offset %d", f.path(), off)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	first, last := off/f.bs, (off+int64(len(p))-1)/f.bs
+	f.mu.RLock()
+	if nb := f.nblocks.Load(); nb >= 0 {
+		last = min(last, nb-1)
+	}
+	if first <= last {
+		if m := f.bits.Load().firstClear(first, last); m >= 0 {
+			path := f.rec.Path
+			f.mu.RUnlock()
+			return 0, fmt.Errorf("%w: %s: block %d", ErrNotLocal, path, m)
+		}
+	}
 	fd, err := f.c.fds.acquire(f)
 	if err != nil {
+		f.mu.RUnlock()
 		return 0, err
 	}
 	n, err := fd.ReadAt(p, off)
 	f.c.fds.release(f, false /* wrote */)
+	f.mu.RUnlock()
+	if first <= last && f.c.lru.touch(f, first, last) {
+		f.c.space.signal()
+	}
 	return n, err
 }
 
