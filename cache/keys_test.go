@@ -13,7 +13,7 @@ func TestKeyFamiliesDoNotCollide(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range [][]byte{keyOpenMarker, keyLocalBytes} {
+	for _, k := range [][]byte{keyOpenMarker, keyLocalBytes, keyClock} {
 		if !bytes.HasPrefix(k, prefixMeta) {
 			t.Errorf("meta key %q lacks the prefix %q", k, prefixMeta)
 		}
@@ -41,7 +41,7 @@ func TestBlockKeysSortByFileThenIndex(t *testing.T) {
 	if _, err := parseBlockKey(blockKey(7, 1), 8); err == nil {
 		t.Fatal("parseBlockKey accepted another file's key")
 	}
-	st := blockState{length: 1 << 20, crc: 0xdeadbeef, gen: 42}
+	st := blockState{length: 1 << 20, crc: 0xdeadbeef, gen: 42, clock: 1<<40 + 3}
 	if got, err := decodeBlockState(st.encode()); err != nil || got != st {
 		t.Fatalf("block state round trip: %+v, %v", got, err)
 	}
@@ -55,7 +55,7 @@ func TestBlockKeysSortByFileThenIndex(t *testing.T) {
 func TestRecordRoundTrip(t *testing.T) {
 	r := Record{ID: 5, Path: "dir/ü.bin", URL: "https://x/y?z=1", BlockSize: 1 << 20, DeclaredSize: -1,
 		Pinned: true, Remote: Remote{Size: 123, ETag: `W/"e"`, LastModified: "Tue, 01 Jan 2030 00:00:00 GMT"},
-		Generation: 7, Restarts: 2}
+		Generation: 7, Restarts: 2, KeepLocal: true}
 	enc := encodeRecord(&r)
 	got, err := decodeRecord(5, enc)
 	if err != nil || got != r {
@@ -88,4 +88,26 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("re-encoded record differs: %+v vs %+v (%v)", again, r, err)
 		}
 	})
+}
+
+func TestLRUKeysSortByClock(t *testing.T) {
+	keys := [][]byte{lruKey(0, 9, 9), lruKey(1, 1, 0), lruKey(1, 1, 1), lruKey(1, 2, 0), lruKey(256, 0, 0)}
+	for i := 1; i < len(keys); i++ {
+		if bytes.Compare(keys[i-1], keys[i]) >= 0 {
+			t.Fatalf("%x sorts after %x", keys[i-1], keys[i])
+		}
+	}
+	lo, hi := lruSpan()
+	for _, k := range keys {
+		if bytes.Compare(k, lo) < 0 || bytes.Compare(k, hi) >= 0 {
+			t.Fatalf("%x outside the LRU span", k)
+		}
+	}
+	clock, id, idx, err := parseLRUKey(lruKey(7, 8, 1<<40))
+	if err != nil || clock != 7 || id != 8 || idx != 1<<40 {
+		t.Fatalf("parseLRUKey = %d %d %d %v", clock, id, idx, err)
+	}
+	if _, _, _, err := parseLRUKey(blockKey(1, 2)); err == nil {
+		t.Fatal("parseLRUKey accepted a block key")
+	}
 }

@@ -80,7 +80,8 @@ type space struct {
 	ballastSize int64
 	ballastOn   bool // the ballast file holds ballastSize bytes
 	roomShown   bool // the last tick saw room for background fill
-	logAt       time.Time
+	overLogAt   time.Time // last "over its limit" warning
+	fullLogAt   time.Time // last "disk full" error
 	evicted     int64 // bytes evicted since Open
 
 	kick chan struct{} // cap 1
@@ -260,9 +261,9 @@ func (c *Cache) reserve(n int64) error {
 		s := &c.space
 		s.mu.Lock()
 		s.take(n)
-		warn := time.Since(s.logAt) >= fullLogEvery
+		warn := time.Since(s.overLogAt) >= fullLogEvery
 		if warn {
-			s.logAt = time.Now()
+			s.overLogAt = time.Now()
 		}
 		s.mu.Unlock()
 		if warn {
@@ -304,9 +305,9 @@ func (c *Cache) onDiskFull(f *File, idx, n int64, werr error) error {
 func (c *Cache) diskFullError(f *File, idx int64, werr error) error {
 	s := &c.space
 	s.mu.Lock()
-	log := time.Since(s.logAt) >= fullLogEvery
+	log := time.Since(s.fullLogAt) >= fullLogEvery
 	if log {
-		s.logAt = time.Now()
+		s.fullLogAt = time.Now()
 	}
 	s.mu.Unlock()
 	if log {
