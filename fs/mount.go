@@ -46,6 +46,13 @@ type Options struct {
 	AllowOther  bool          // let other users see the mount
 	Logger      *slog.Logger  // nil discards
 	Debug       bool          // log every FUSE request (at Info level)
+	// OutboxKeep keeps sent outbox files (state "sent") instead of
+	// removing them.
+	OutboxKeep bool
+	// OnUploadDone, when set, is called once each time an outbox file is
+	// sent or fails for good, with its mount-relative path; it runs on an
+	// upload worker and must not block long.
+	OnUploadDone func(path, state string, err error)
 }
 
 // Mounted is a live ferry mount. It owns the FUSE server, the fetcher and the
@@ -57,6 +64,7 @@ type Mounted struct {
 	server  *fuse.Server
 	fetcher *fetcher.Fetcher
 	cache   *cache.Cache
+	outbox  *outbox       // nil without a manifest outbox
 	dev     string        // major:minor of the mount, "" if unknown
 	served  chan struct{} // closed when the FUSE serve loop has ended
 
@@ -122,17 +130,31 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	if err := resolveSizes(ctx, files, opts.MaxConns); err != nil {
 		return nil, err
 	}
-	root := &rootNode{dirNode: dirNode{sh: sh}}
+	var ob *outbox
+	if m.Outbox != nil {
+		if ob, err = newOutbox(m.Outbox, c, sh, opts.CacheDir, opts); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				ob.close()
+			}
+		}()
+	}
+	root := &rootNode{dirNode: dirNode{sh: sh}, outbox: ob}
 	for _, f := range files {
 		root.files = append(root.files, f.node)
 		sh.files++
 		sh.totalBytes += f.node.size
 	}
-	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, served: make(chan struct{})}
+	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, outbox: ob, served: make(chan struct{})}
 	if err := mnt.mount(root, opts); err != nil {
 		return nil, err
 	}
 	fet.Start()
+	if ob != nil {
+		ob.start()
+	}
 	opts.Logger.Info("fs: mounted", "mountpoint", dir, "files", len(files), "cache", opts.CacheDir)
 	return mnt, nil
 }
@@ -311,6 +333,10 @@ func (m *Mounted) Wait() { <-m.served }
 func (m *Mounted) Close() error {
 	m.closeOnce.Do(func() {
 		errs := []error{m.unmount()}
+		if m.outbox != nil {
+			// Before the cache: an upload cut short stays queued.
+			errs = append(errs, m.outbox.close())
+		}
 		if err := m.fetcher.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("fs: closing fetcher: %w", err))
 		}

@@ -49,7 +49,8 @@ func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.Att
 // OnAdd, from the files Mount prepared.
 type rootNode struct {
 	dirNode
-	files []*fileNode
+	files  []*fileNode
+	outbox *outbox // nil without one; attached after the files
 }
 
 func (r *rootNode) OnAdd(ctx context.Context) {
@@ -70,6 +71,9 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 		child := parent.NewPersistentInode(ctx, f,
 			gofs.StableAttr{Mode: syscall.S_IFREG, Ino: inos.alloc("f/" + f.path)})
 		parent.AddChild(segs[len(segs)-1], child, false)
+	}
+	if r.outbox != nil {
+		r.outbox.attach(ctx, &r.Inode, inos)
 	}
 }
 

@@ -17,6 +17,9 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno { retur
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EROFS }
 
 func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if _, ok := newParent.(*outboxDir); ok {
+		return syscall.EXDEV // into the outbox: mv copies
+	}
 	return syscall.EROFS
 }
 

@@ -1,0 +1,405 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"ferry/cache"
+	"ferry/manifest"
+	"ferry/uploader"
+)
+
+// The outbox: the one writable directory of a mount (manifest "outbox").
+// Every file written there is staged in the cache directory
+// (CACHE/outbox/<seq>, mode 0600, never only in memory) and committed to
+// the uploader once its last writer closed it; a rename commits too. A
+// change after a commit first tells the uploader (Modify), which abandons
+// an upload of the old content. Sent files leave the outbox (unless
+// OutboxKeep). Nothing written here can name a place outside the outbox:
+// names are single path segments checked by checkName, symlinks, hard
+// links and device nodes are refused, and a rename from or to the rest of
+// the mount is EXDEV, so mv copies.
+//
+// Lock order: outbox.mu, outboxFile.mu, then the uploader's own lock. The
+// uploader calls back (onSent) without its lock. No lock is held while the
+// kernel is notified of a removal.
+
+// outboxEntryTimeout is how long the kernel may cache names and attributes
+// in the outbox: entries change behind its back (sent files leave), which
+// is also notified, so this only bounds a notification that got lost.
+const outboxEntryTimeout = time.Second
+
+// outbox is the shared state of a mount's outbox.
+type outbox struct {
+	sh       *shared
+	up       *uploader.Uploader
+	dir      string // the outbox directory, relative to the mount
+	staged   string // CACHE/outbox
+	root     *outboxDir
+	onDone   func(path, state string, err error) // mount-relative path; may be nil
+	log      *slog.Logger
+	restored []restoredFile // files of the queue, added to the tree in OnAdd
+
+	// mu guards the tree (every outboxDir's entries, parent and name, every
+	// outboxFile's dir and name), files and nextSeq. Commits hold it, as
+	// they read the file's path.
+	mu      sync.Mutex
+	files   map[uint64]*outboxFile // by sequence number
+	nextSeq uint64
+}
+
+type restoredFile struct {
+	path string
+	node *outboxFile
+}
+
+// newOutbox opens the outbox of the manifest on the cache: it loads the
+// upload queue, rebuilds the files it lists and removes staged data that
+// no record refers to (files that were still being written when the last
+// process stopped). The uploader is not started.
+func newOutbox(mo *manifest.Outbox, c *cache.Cache, sh *shared, cacheDir string, opts Options) (*outbox, error) {
+	staged, err := c.OutboxDir()
+	if err != nil {
+		return nil, fmt.Errorf("fs: outbox: %w", err)
+	}
+	ob := &outbox{sh: sh, dir: mo.Dir, staged: staged, log: sh.log, files: map[uint64]*outboxFile{}}
+	if opts.OnUploadDone != nil {
+		ob.onDone = opts.OnUploadDone
+	}
+	up, err := uploader.New(c, uploader.Options{
+		URL:       mo.URL,
+		Protocol:  mo.Protocol,
+		Overwrite: mo.Overwrite,
+		Encoding:  mo.Encoding,
+		Header:    header(mo.Headers),
+		Keep:      opts.OutboxKeep,
+		StagedDir: staged,
+		TempDir:   filepath.Join(cacheDir, "outbox-tmp"),
+		Verify:    c.UncleanStart(),
+		Logger:    sh.log,
+		OnSent:    ob.onSent,
+		OnDone:    ob.uploadDone,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fs: outbox (manifest line %d): %w", mo.Line, err)
+	}
+	ob.up = up
+	ob.root = &outboxDir{ob: ob, mode: 0o755, mtime: sh.mountTime, entries: map[string]outboxNode{}}
+	if err := ob.restore(); err != nil {
+		up.Close()
+		return nil, err
+	}
+	return ob, nil
+}
+
+// restore rebuilds the files of the queue and cleans the staged directory.
+func (ob *outbox) restore() error {
+	known := map[string]bool{}
+	for _, e := range ob.up.Entries() {
+		ob.nextSeq = max(ob.nextSeq, e.Seq)
+		dir, name, ok := ob.root.mkdirAll(e.Path)
+		if !ok {
+			ob.log.Error("fs: outbox: a queued file collides with another; dropping it", "path", e.Path)
+			if err := ob.up.Remove(e.Seq); err != nil {
+				return fmt.Errorf("fs: outbox: %w", err)
+			}
+			continue
+		}
+		n := &outboxFile{ob: ob, seq: e.Seq, dir: dir, name: name, size: e.Size, mode: e.Mode,
+			mtime: e.MTime, ctime: e.MTime, queued: true}
+		dir.entries[name] = n
+		ob.files[e.Seq] = n
+		ob.restored = append(ob.restored, restoredFile{path: e.Path, node: n})
+		known[filepath.Base(uploader.StagedPath(ob.staged, e.Seq))] = true
+	}
+	ob.nextSeq++
+	ents, err := os.ReadDir(ob.staged)
+	if err != nil {
+		return fmt.Errorf("fs: outbox: %w", err)
+	}
+	for _, de := range ents {
+		if known[de.Name()] {
+			continue
+		}
+		ob.log.Info("fs: outbox: removing staged data of a file that was never committed", "name", de.Name())
+		if err := os.RemoveAll(filepath.Join(ob.staged, de.Name())); err != nil {
+			return fmt.Errorf("fs: outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// mkdirAll returns the directory that holds path (creating the
+// directories on the way) and the file's name; ok is false when a name on
+// the way is a file, or the file's name is taken.
+func (d *outboxDir) mkdirAll(path string) (*outboxDir, string, bool) {
+	segs := strings.Split(path, "/")
+	for _, seg := range segs[:len(segs)-1] {
+		switch c := d.entries[seg].(type) {
+		case nil:
+			nd := &outboxDir{ob: d.ob, parent: d, name: seg, mode: 0o755, mtime: d.ob.sh.mountTime,
+				entries: map[string]outboxNode{}}
+			d.entries[seg] = nd
+			d = nd
+		case *outboxDir:
+			d = c
+		default:
+			return nil, "", false
+		}
+	}
+	name := segs[len(segs)-1]
+	if _, taken := d.entries[name]; taken {
+		return nil, "", false
+	}
+	return d, name, true
+}
+
+// attach adds the outbox to the tree under root, at its directory, with
+// the restored files. Called from the root's OnAdd.
+func (ob *outbox) attach(ctx context.Context, root *gofs.Inode, inos *inoAllocator) {
+	parent := root
+	segs := strings.Split(ob.dir, "/")
+	for i, seg := range segs[:len(segs)-1] {
+		child := parent.GetChild(seg)
+		if child == nil {
+			dir := strings.Join(segs[:i+1], "/")
+			child = parent.NewPersistentInode(ctx, &dirNode{sh: ob.sh},
+				gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inos.alloc("d/" + dir)})
+			parent.AddChild(seg, child, false)
+		}
+		parent = child
+	}
+	in := parent.NewPersistentInode(ctx, ob.root, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inos.alloc("o/" + ob.dir)})
+	parent.AddChild(segs[len(segs)-1], in, false)
+	ob.root.attachChildren(ctx)
+}
+
+// attachChildren creates the inodes of d's entries, recursively.
+func (d *outboxDir) attachChildren(ctx context.Context) {
+	for name, c := range d.entries {
+		switch c := c.(type) {
+		case *outboxDir:
+			d.AddChild(name, d.NewPersistentInode(ctx, c, gofs.StableAttr{Mode: syscall.S_IFDIR}), false)
+			c.attachChildren(ctx)
+		case *outboxFile:
+			d.AddChild(name, d.NewPersistentInode(ctx, c, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+		}
+	}
+}
+
+// start starts the uploads.
+func (ob *outbox) start() { ob.up.Start() }
+
+// close stops the uploads; a running one stays queued.
+func (ob *outbox) close() error {
+	if err := ob.up.Close(); err != nil {
+		return fmt.Errorf("fs: outbox: %w", err)
+	}
+	return nil
+}
+
+// stagedPath is the staged data file of seq.
+func (ob *outbox) stagedPath(seq uint64) string {
+	return uploader.StagedPath(ob.staged, seq)
+}
+
+// onSent removes a sent file from the outbox (the uploader dropped its
+// record). A file changed meanwhile stays: it is committed anew. A file
+// still open for writing leaves when its last writer closes it, unless it
+// was changed.
+func (ob *outbox) onSent(seq uint64) {
+	ob.mu.Lock()
+	n := ob.files[seq]
+	if n == nil {
+		ob.mu.Unlock()
+		return
+	}
+	n.mu.Lock()
+	n.queued = false
+	if n.dirty || n.gone {
+		n.mu.Unlock()
+		ob.mu.Unlock()
+		return
+	}
+	if n.writers > 0 {
+		n.leaveOnClose = true
+		n.mu.Unlock()
+		ob.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	parent, name := ob.dropLocked(n)
+	ob.mu.Unlock()
+	ob.forget(parent, name, n)
+}
+
+// dropLocked takes n out of the outbox and deletes its staged data (open
+// handles keep reading their descriptors). outbox.mu is held; the caller
+// then calls forget without it.
+func (ob *outbox) dropLocked(n *outboxFile) (*outboxDir, string) {
+	n.mu.Lock()
+	n.gone = true
+	n.mu.Unlock()
+	parent, name := n.dir, n.name
+	delete(parent.entries, name)
+	delete(ob.files, n.seq)
+	if err := os.Remove(ob.stagedPath(n.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		ob.log.Warn("fs: outbox: cannot remove staged data", "path", n.pathLocked(), "err", err)
+	}
+	return parent, name
+}
+
+// forget removes a dropped file from go-fuse's tree and the kernel's
+// caches. No lock may be held: the kernel locks the directory.
+func (ob *outbox) forget(parent *outboxDir, name string, n *outboxFile) {
+	parent.RmChild(name)
+	if errno := parent.NotifyDelete(name, &n.Inode); errno != 0 && errno != syscall.ENOENT {
+		ob.log.Debug("fs: outbox: kernel not told of a removal", "name", name, "errno", errno)
+	}
+}
+
+// uploadDone passes an upload outcome on with the mount-relative path.
+func (ob *outbox) uploadDone(path, state string, err error) {
+	if ob.onDone != nil {
+		ob.onDone(ob.dir+"/"+path, state, err)
+	}
+}
+
+// checkName refuses names that cannot be one path segment of an upload.
+// The kernel resolves "." and ".." and never sends a "/", so these are
+// the last line of defence.
+func checkName(name string) syscall.Errno {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return syscall.EINVAL
+	}
+	if len(name) > 255 {
+		return syscall.ENAMETOOLONG
+	}
+	return 0
+}
+
+// outboxNode is an *outboxDir or an *outboxFile.
+type outboxNode interface {
+	gofs.InodeEmbedder
+	kindMode() uint32
+}
+
+// outboxFile is a file of the outbox.
+type outboxFile struct {
+	gofs.Inode
+	ob  *outbox
+	seq uint64 // names the staged data and the queue record
+
+	// dir and name place the file; guarded by outbox.mu.
+	dir  *outboxDir
+	name string
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	size         int64
+	mtime, ctime time.Time
+	mode         uint32 // permission bits shown; the staged file is 0600
+	opens        int    // open handles
+	writers      int    // open handles with write access
+	dirty        bool   // changed since its last commit (or never committed)
+	queued       bool   // the uploader has a record of it
+	gone         bool   // unlinked, or sent and removed
+	leaveOnClose bool   // sent while open for writing: leaves at the last close
+	// hash is the SHA-256 of bytes [0, hashed) while every write so far
+	// came in order (cp, mv); hashOK is false once one did not.
+	hash   hash.Hash
+	hashed int64
+	hashOK bool
+}
+
+// pathLocked is the file's path relative to the outbox; outbox.mu is held.
+func (n *outboxFile) pathLocked() string {
+	return n.dir.pathLocked(n.name)
+}
+
+// pathLocked joins d's path and name; outbox.mu is held.
+func (d *outboxDir) pathLocked(name string) string {
+	segs := []string{name}
+	for p := d; p.parent != nil; p = p.parent {
+		segs = append(segs, p.name)
+	}
+	for i, j := 0, len(segs)-1; i < j; i, j = i+1, j-1 {
+		segs[i], segs[j] = segs[j], segs[i]
+	}
+	return strings.Join(segs, "/")
+}
+
+// beginChangeLocked runs before the first change after a commit: the
+// uploader abandons an upload of the old content. outboxFile.mu is held.
+func (n *outboxFile) beginChangeLocked() error {
+	if n.dirty {
+		return nil
+	}
+	if n.queued {
+		known, err := n.ob.up.Modify(n.seq)
+		if err != nil {
+			return err
+		}
+		n.queued = known
+	}
+	n.dirty, n.leaveOnClose = true, false
+	return nil
+}
+
+// commitLocked queues the file's content; outbox.mu and outboxFile.mu are
+// held.
+func (n *outboxFile) commitLocked() error {
+	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode}
+	if n.hashOK && n.hashed == n.size {
+		c.SHA256 = n.hash.Sum(nil)
+	}
+	if err := n.ob.up.Commit(n.seq, c); err != nil {
+		return err
+	}
+	n.dirty, n.queued = false, true
+	return nil
+}
+
+// resetHashLocked restarts the in-order digest at an empty file.
+func (n *outboxFile) resetHashLocked() {
+	n.hash, n.hashed, n.hashOK = sha256.New(), 0, true
+}
+
+// hashWriteLocked extends the in-order digest with a write at off.
+func (n *outboxFile) hashWriteLocked(data []byte, off int64) {
+	if !n.hashOK {
+		return
+	}
+	if off != n.hashed {
+		n.hashOK, n.hash = false, nil
+		return
+	}
+	n.hash.Write(data)
+	n.hashed += int64(len(data))
+}
+
+// statfs answers statfs in the outbox with the file system that holds the
+// staged data: df shows the room left for uploads.
+func (ob *outbox) statfs() (syscall.Statfs_t, error) {
+	var st syscall.Statfs_t
+	err := syscall.Statfs(ob.staged, &st)
+	return st, err
+}
+
+// progressValue formats user.ferry.progress: bytes sent / size.
+func progressValue(sent, size int64) string {
+	return strconv.FormatInt(sent, 10) + "/" + strconv.FormatInt(size, 10)
+}
