@@ -157,13 +157,14 @@ type Fetcher struct {
 	// marked "guarded by Fetcher.mu". It is never held across I/O: not
 	// across an HTTP request, a body read, or a Store write.
 	mu           sync.Mutex
-	work         *sync.Cond  // signalled when the queue or background work may have grown
-	queue        jobHeap     // demand and readahead jobs
-	seq          uint64      // orders jobs of one class: first come, first served
-	files        []*File     // every file, for background fill, in manifest order
-	lowActive    int         // workers running readahead or background jobs
-	demandActive int         // workers running demand jobs
-	wake         *time.Timer // wakes idle workers when a backoff ends
+	work         *sync.Cond    // signalled when the queue or background work may have grown
+	queue        jobHeap       // demand and readahead jobs
+	seq          uint64        // orders jobs of one class: first come, first served
+	files        []*File       // every file, for background fill, in manifest order
+	lowActive    int           // workers running readahead or background jobs
+	demandActive int           // workers running demand jobs
+	demandIdle   chan struct{} // closed and replaced when demandActive drops to 0
+	wake         *time.Timer   // wakes idle workers when a backoff ends
 	wakeAt       time.Time
 	started      bool // background fill allowed
 	closed       bool
@@ -198,6 +199,7 @@ func New(opts Options) *Fetcher {
 	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel,
 		limit: &limiter{bw: opts.Bandwidth, now: time.Now}}
 	f.work = sync.NewCond(&f.mu)
+	f.demandIdle = make(chan struct{})
 	for range opts.MaxConns {
 		f.wg.Add(1)
 		go f.worker()

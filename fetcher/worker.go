@@ -43,8 +43,9 @@ func (f *Fetcher) worker() {
 		f.finishLocked(j, err)
 		if j.low {
 			f.lowActive--
-		} else {
-			f.demandActive--
+		} else if f.demandActive--; f.demandActive == 0 {
+			close(f.demandIdle)
+			f.demandIdle = make(chan struct{})
 		}
 		f.work.Broadcast()
 		f.mu.Unlock()
@@ -307,6 +308,9 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		}
 		j.pos.Store(idx)
 		n := min(fl.bs, size-idx*fl.bs)
+		if j.low {
+			f.yieldToReads(ctx)
+		}
 		if j.class == classBackground {
 			if err := f.limit.wait(ctx, n); err != nil {
 				return err
@@ -401,4 +405,29 @@ func (fl *File) storeError(gen uint64, err error) error {
 		return errors.Join(err, errRetry)
 	}
 	return err
+}
+
+// maxYield bounds how long a background or readahead transfer pauses
+// between two blocks while reads wait: enough for a read's block to arrive
+// first, short enough that a program reading nonstop cannot stop the fill.
+const maxYield = 20 * time.Millisecond
+
+// yieldToReads pauses a low-class transfer while demand reads are in flight
+// (up to maxYield), so that they get the origin's and the machine's
+// bandwidth first.
+func (f *Fetcher) yieldToReads(ctx context.Context) {
+	f.mu.Lock()
+	if f.demandActive == 0 {
+		f.mu.Unlock()
+		return
+	}
+	idle := f.demandIdle
+	f.mu.Unlock()
+	t := time.NewTimer(maxYield)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
