@@ -2,6 +2,7 @@ package fs
 
 import (
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,5 +82,33 @@ func BenchmarkCompleteRead(b *testing.B) {
 		}
 		m.Close()
 		b.StartTimer()
+	}
+}
+
+// BenchmarkRandom4K reads 4 KiB at random offsets of a file whose blocks
+// are all local, through the daemon (passthrough off), on a fresh mount: the
+// cost of the FUSE read path of this package.
+func BenchmarkRandom4K(b *testing.B) {
+	files := benchFiles(b)
+	cacheDir := b.TempDir()
+	m := benchMount(b, files, cacheDir)
+	benchRead(b, filepath.Join(m.Dir(), "big"))
+	m.Close()
+	m = benchMount(b, files, cacheDir)
+	defer m.Close()
+	m.root.sh.passthrough.Store(false)
+	f, err := os.Open(filepath.Join(m.Dir(), "big"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.SetBytes(4096)
+	for b.Loop() {
+		off := rng.Int64N(benchSize/4096) * 4096
+		if _, err := f.ReadAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
