@@ -78,11 +78,11 @@ type space struct {
 	full        bool      // ENOSPC seen and space not back yet
 	fullSince   time.Time
 	ballastSize int64
-	ballastOn   bool // the ballast file holds ballastSize bytes
-	roomShown   bool // the last tick saw room for background fill
+	ballastOn   bool      // the ballast file holds ballastSize bytes
+	roomShown   bool      // the last tick saw room for background fill
 	overLogAt   time.Time // last "over its limit" warning
 	fullLogAt   time.Time // last "disk full" error
-	evicted     int64 // bytes evicted since Open
+	evicted     int64     // bytes evicted since Open
 
 	kick chan struct{} // cap 1
 	stop chan struct{}
