@@ -29,6 +29,7 @@ type mountOptions struct {
 	daemon       bool
 	logLevel     string
 	allowOther   bool
+	outboxKeep   bool
 }
 
 // AddFlags registers the flags; their names are part of the contract
@@ -42,6 +43,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background; return once the mount is live (logs go to CACHE_DIR/ferry.log)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (non-root needs user_allow_other in /etc/fuse.conf)")
+	f.BoolVar(&o.outboxKeep, "outbox-keep", false, "keep outbox files once sent (user.ferry.state \"sent\") instead of removing them")
 }
 
 // validated is a checked mountOptions.
@@ -140,6 +142,7 @@ func mountForeground(ctx context.Context, logw io.Writer, o *mountOptions, v val
 		Background:  !o.noBackground,
 		ReadTimeout: o.readTimeout,
 		AllowOther:  o.allowOther,
+		OutboxKeep:  o.outboxKeep,
 		Logger:      log,
 		Debug:       v.level < slog.LevelDebug,
 	})
