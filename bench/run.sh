@@ -6,6 +6,8 @@
 # bench/results-YYYY-MM-DD.md.
 #
 #   sudo bench/run.sh [driver flags]       e.g. -rounds 5, -figures 1,3, -tools ferry,curl
+#   sudo bench/run.sh serve                only generate and serve the data (for
+#                                          bench/profile); Ctrl-C stops
 #
 # Needs root (mounts, /proc/sys/vm/drop_caches, /sys/class/bdi), Go, about
 # 1.2 GiB of free memory for the tmpfs origin and 3 GiB of disk under
@@ -121,6 +123,12 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 curl -sf -o /dev/null -r 0-0 "$base/big.bin"
+
+if [ "${1:-}" = serve ]; then
+	echo "bench: serving $data at $base; manifests in $work/manifests; Ctrl-C stops" >&2
+	wait "$nginx_pid"
+	exit 0
+fi
 
 # --- measure -------------------------------------------------------------
 out="$repo/bench/results-$(date -u +%F).md"

@@ -70,11 +70,6 @@ func (r *runner) figSequential(tool string, round int) {
 		}
 	}()
 	path := filepath.Join(m.dir, "big.bin")
-	if err := r.dropCaches(); err != nil {
-		r.res.fail(tool, err, mCold, mWarm, mRSS)
-		return
-	}
-	r.originBytes()
 	v, err := r.dd(path)
 	if err != nil {
 		r.res.fail(tool, err, mCold, mWarm, mRSS)
@@ -150,11 +145,6 @@ func (r *runner) figRandom(tool string) {
 			r.stop(m)
 		}
 	}()
-	if err := r.dropCaches(); err != nil {
-		r.res.fail(tool, err, mIOPS, mP50, mP99)
-		return
-	}
-	r.originBytes()
 	_, out, _, err := r.command(r.cfg.stepTimeout, "fio", "--name=rand", "--filename="+filepath.Join(m.dir, "big.bin"),
 		"--readonly", "--rw=randread", "--bs=4k", "--size=1G", fmt.Sprintf("--number_ios=%d", randIOs),
 		"--direct=0", "--ioengine=psync", "--numjobs=1", "--randrepeat=1",
@@ -221,7 +211,7 @@ func (r *runner) curlRandom(round int) {
 }
 
 // figTail is figure 4: open, read the last 4 KiB of big.bin, close, on a
-// fresh mount with a dropped page cache.
+// fresh mount.
 func (r *runner) figTail(tool string) {
 	m, err := r.mountTool(tool, dsBig, false)
 	if err != nil {
@@ -229,10 +219,6 @@ func (r *runner) figTail(tool string) {
 		return
 	}
 	defer r.stop(m)
-	if err := r.dropCaches(); err != nil {
-		r.res.fail(tool, err, mTail)
-		return
-	}
 	var took time.Duration
 	err = r.timed(r.cfg.stepTimeout, func() error {
 		buf := make([]byte, randBlock)
@@ -281,10 +267,6 @@ func (r *runner) figSmall(tool string, round int) {
 		return
 	}
 	defer r.stop(m)
-	if err := r.dropCaches(); err != nil {
-		r.res.fail(tool, err, mSmall)
-		return
-	}
 	dir := filepath.Join(m.dir, "small")
 	took, _, _, err := r.command(r.cfg.stepTimeout, "sh", "-c", `cat "$1"/* > /dev/null`, "sh", dir)
 	if err != nil {

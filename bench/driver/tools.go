@@ -25,9 +25,18 @@ const (
 	toolDirect = "direct" // ferry's cached data file read directly
 )
 
-// mountTool mounts data set ds with tool on a fresh cache directory.
+// mountTool mounts data set ds with tool on a fresh cache directory, after
+// dropping the page cache (so the mount starts cold and its background
+// work starts with the measurement) and the count of origin bytes.
 // background is ferry's background fill (the other tools have none).
 func (r *runner) mountTool(tool, ds string, background bool) (*mount, error) {
+	if tool == toolRclone && ds == dsMillion {
+		return nil, errSkipped
+	}
+	if err := r.dropCaches(); err != nil {
+		return nil, err
+	}
+	r.originBytes()
 	dir := filepath.Join(r.cfg.work, "mnt-"+tool)
 	r.mu.Lock()
 	r.seq++
@@ -42,9 +51,6 @@ func (r *runner) mountTool(tool, ds string, background bool) (*mount, error) {
 		args = append(args, filepath.Join(r.cfg.manifests, ds+".json"), dir)
 		return r.startMount(tool, dir, cache, true, args...)
 	case toolRclone:
-		if ds == dsMillion {
-			return nil, errSkipped
-		}
 		return r.startMount(tool, dir, cache, false, "rclone", "mount", ":http:", dir,
 			"--http-url", r.cfg.base+"/", "--vfs-cache-mode", "full", "--cache-dir", cache,
 			"--read-only", "--config", "/dev/null")
