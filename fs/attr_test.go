@@ -388,3 +388,36 @@ func TestVersionChange(t *testing.T) {
 		t.Errorf("a new open does not read the new version whole")
 	}
 }
+
+// TestDigestMismatch declares a wrong sha256: once the background fill
+// completed the file, it is failed and reads return EIO, never its bytes.
+func TestDigestMismatch(t *testing.T) {
+	srv, base := testOrigin(t)
+	files := serve(srv, base, []genFile{{path: "d.bin", size: 3*testBlockSize + 5, seed: 61, declare: true}})
+	files[0].SHA256 = strings.Repeat("ab", 32)
+	m := testMount(t, files, Options{BlockSize: testBlockSize, Background: true})
+	p := filepath.Join(m.Dir(), "d.bin")
+	st := waitState(t, p, "complete", "failed")
+	if st != "failed" {
+		t.Fatalf("state %q with a wrong digest, want failed", st)
+	}
+	if _, err := os.ReadFile(p); !errors.Is(err, syscall.EIO) {
+		t.Errorf("reading a failed file: %v, want EIO", err)
+	}
+}
+
+// waitState polls user.ferry.state until it is one of want, and returns it.
+// It waits for an event, not for a time: the test's own timeout bounds it.
+func waitState(t *testing.T, path string, want ...string) string {
+	t.Helper()
+	for {
+		st, err := getxattr(path, xattrState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(want, st) {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -194,14 +194,20 @@ func addFiles(m *manifest.Manifest, c *cache.Cache, fet *fetcher.Fetcher, sh *sh
 		if err != nil {
 			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
 		}
-		ff := fet.Add(fetcher.Spec{
+		spec := fetcher.Spec{
 			Path:     mf.Path,
 			URL:      mf.URL,
 			Mirrors:  mf.Mirrors,
 			Header:   header(mf.Headers),
 			Size:     mf.Size,
 			Priority: mf.Priority,
-		}, store{cf})
+			Pinned:   mf.Pin,
+			SHA256:   mf.SHA256,
+		}
+		if mf.Blocks != nil {
+			spec.BlockHashes, spec.BlockHashSize = mf.Blocks.Hashes, mf.Blocks.BlockSize
+		}
+		ff := fet.Add(spec, store{cf})
 		mtime := mf.MTime
 		if mtime.IsZero() {
 			mtime = sh.mountTime

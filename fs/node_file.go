@@ -82,7 +82,13 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		keep = 0
 		n.openRestarts = restarts
 	}
-	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.store.Complete() {
+	// An open file is filled before closed ones in the background.
+	n.fetch.Opened()
+	// Passthrough hands every later read to the kernel, so only a file the
+	// fetcher calls complete (not failed, say on a digest mismatch) may be
+	// handed over.
+	st, _ := n.fetch.State()
+	if n.cachedOpen == 0 && n.sh.passthrough.Load() && st == fetcher.StateComplete && n.store.Complete() {
 		f, err := os.Open(n.store.DataPath())
 		if err == nil {
 			n.passthruOpen++
@@ -179,6 +185,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.node.mu.Lock()
 	h.node.cachedOpen--
 	h.node.mu.Unlock()
+	h.node.fetch.Closed()
 	return 0
 }
 
@@ -198,6 +205,7 @@ func (h *passthroughHandle) Release(ctx context.Context) syscall.Errno {
 	h.node.mu.Lock()
 	h.node.passthruOpen--
 	h.node.mu.Unlock()
+	h.node.fetch.Closed()
 	if err := h.f.Close(); err != nil {
 		h.node.sh.log.Warn("fs: closing data file", "path", h.node.path, "err", err)
 	}
