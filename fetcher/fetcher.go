@@ -25,7 +25,8 @@
 // # Goroutines
 //
 // New starts MaxConns workers; Close cancels every request in flight and
-// waits for all of them. No other goroutine is started.
+// waits for all of them. Start adds one goroutine that checks the digests
+// of files found complete; Close stops it too.
 package fetcher
 
 import (
@@ -246,12 +247,27 @@ func (f *Fetcher) Add(spec Spec, st Store) *File {
 	return fl
 }
 
-// Start begins background filling (if Options.Background).
+// Start begins background filling (if Options.Background), and checks
+// the digest of every file that is complete in the store but was not checked
+// in this run (one goroutine, stopped by Close).
 func (f *Fetcher) Start() {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.started || f.closed {
+		return
+	}
 	f.started = true
 	f.work.Broadcast()
-	f.mu.Unlock()
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for _, fl := range f.Files() {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.settle(fl)
+		}
+	}()
 }
 
 // demandFree reports whether a waiting read may take a worker now. With

@@ -163,12 +163,13 @@ func (fl *File) LastError() error {
 // State returns the transfer state and, when failed, the reason.
 func (fl *File) State() (State, error) {
 	fl.f.mu.Lock()
-	size, err := fl.size, fl.err
+	size, err, verified := fl.size, fl.err, fl.verified || fl.spec.SHA256 == ""
 	fl.f.mu.Unlock()
 	switch {
 	case err != nil:
 		return StateFailed, err
-	case fl.complete(size):
+	case fl.complete(size) && verified:
+		// A file with a digest is complete only once it matched.
 		return StateComplete, nil
 	case fl.st.LocalBytes() > 0:
 		return StatePartial, nil

@@ -71,6 +71,9 @@ func (f *Fetcher) verify(fl *File, size int64) error {
 	h := sha256.New()
 	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; {
+		if f.ctx.Err() != nil {
+			return f.ctx.Err()
+		}
 		n := min(int64(len(buf)), size-off)
 		if _, err := fl.st.ReadAt(buf[:n], off); err != nil {
 			f.log.Error("reading a complete file to check its sha256", "path", fl.spec.Path, "err", err)
