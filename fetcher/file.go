@@ -137,8 +137,14 @@ func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error
 	}
 }
 
+// Request asks for [off, off+n) at demand priority without waiting for it
+// (a read on a non-blocking handle that answers EAGAIN meanwhile).
+func (fl *File) Request(off, n int64) { fl.request(off, n, classDemand) }
+
 // Readahead asks for [off, off+n) ahead of need; it never blocks.
-func (fl *File) Readahead(off, n int64) {
+func (fl *File) Readahead(off, n int64) { fl.request(off, n, classReadahead) }
+
+func (fl *File) request(off, n int64, c class) {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
 	size := fl.size
@@ -148,7 +154,7 @@ func (fl *File) Readahead(off, n int64) {
 	n = min(n, size-off)
 	first, last := off/fl.bs, (off+n-1)/fl.bs
 	if m := fl.st.Missing(first, last); m >= 0 {
-		fl.requestLocked(m, last, classReadahead)
+		fl.requestLocked(m, last, c)
 	}
 }
 
