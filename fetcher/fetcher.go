@@ -75,6 +75,9 @@ type Store interface {
 type Options struct {
 	// MaxConns bounds the HTTP requests in flight, in all; default 8.
 	MaxConns int
+	// MaxConnsPerHost bounds the connections to one host (name and port);
+	// default MaxConns. Only used when Client is nil.
+	MaxConnsPerHost int
 	// Client makes the requests; nil builds one whose transport allows
 	// MaxConns connections per host and never asks for compression.
 	Client *http.Client
@@ -192,9 +195,12 @@ func New(opts Options) *Fetcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxConnsPerHost <= 0 || opts.MaxConnsPerHost > opts.MaxConns {
+		opts.MaxConnsPerHost = opts.MaxConns
+	}
 	client := opts.Client
 	if client == nil {
-		client = newClient(opts.MaxConns)
+		client = newClient(opts.MaxConnsPerHost)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel,
