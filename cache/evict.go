@@ -134,7 +134,7 @@ func (c *Cache) evictRound(want int64, dropped map[*File]struct{}) (freed int64,
 			punched += int64(v.st.length)
 		}
 	}
-	c.space.freed(punched)
+	c.space.punched(n, punched)
 	return n, complete, nil
 }
 
@@ -297,6 +297,7 @@ func (c *Cache) commitEviction(files map[uint64]*evictFile, ids []uint64, stale 
 		return 0, fmt.Errorf("cache: evict blocks: %w", err)
 	}
 	c.durableBytes = remaining
+	c.space.evicting(total)
 	for _, id := range ids {
 		ef := files[id]
 		for _, v := range ef.vs {

@@ -73,6 +73,7 @@ type space struct {
 	statAt      time.Time // last statfs
 	sinceStat   int64     // bytes written since statAt
 	reserved    int64     // bytes reserved by writes in progress
+	punching    int64     // bytes evicted whose holes are not punched yet
 	granted     int64     // bytes Room granted and not yet written
 	grantedAt   time.Time // last grant
 	full        bool      // ENOSPC seen and space not back yet
@@ -138,6 +139,10 @@ func (s *space) statLocked(now time.Time) {
 	s.statAt, s.sinceStat = now, 0
 }
 
+// usedLocked is the disk space the cache's blocks take: the present ones,
+// and evicted ones whose holes are not punched yet. s.mu is held.
+func (s *space) usedLocked() int64 { return s.c.localBytes.Load() + s.punching }
+
 // limitLocked is the most bytes of blocks the cache may hold now, given
 // that it holds used. s.mu is held.
 func (s *space) limitLocked(used int64) int64 {
@@ -168,7 +173,7 @@ func (s *space) tryReserve(n int64) int64 {
 	if now.Sub(s.statAt) >= statEvery || s.sinceStat >= statEveryBytes {
 		s.statLocked(now)
 	}
-	used := s.c.localBytes.Load()
+	used := s.usedLocked()
 	lim := s.limitLocked(used)
 	if over := used + s.reserved + n - lim; over > 0 {
 		return over + slack(lim)
@@ -194,11 +199,21 @@ func (s *space) release(n int64, wrote bool) {
 	}
 }
 
-// freed counts n bytes given back to the file system.
-func (s *space) freed(n int64) {
+// evicting counts n bytes of evicted blocks whose holes are not punched
+// yet: they still take disk space, so they still count against the limit.
+func (s *space) evicting(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.avail += n
+	s.punching += n
+}
+
+// punched ends evicting(n); freed of them were given back to the file
+// system (the rest keep their space: the punch failed).
+func (s *space) punched(n, freed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.punching -= n
+	s.avail += freed
 	s.evicted += n
 }
 
@@ -222,7 +237,7 @@ func (c *Cache) Room(n int64) bool {
 	if s.full || c.closed.Load() {
 		return false
 	}
-	used := c.localBytes.Load()
+	used := s.usedLocked()
 	lim := s.limitLocked(used)
 	if used+s.reserved+s.granted+max(n, 0)+slack(lim) > lim {
 		return false
@@ -285,7 +300,7 @@ func (c *Cache) onDiskFull(f *File, idx, n int64, werr error) error {
 		s.full, s.fullSince = true, time.Now()
 	}
 	s.statLocked(time.Now())
-	lim := s.limitLocked(c.localBytes.Load())
+	lim := s.limitLocked(s.usedLocked())
 	s.mu.Unlock()
 	if first {
 		c.log.Warn("cache: disk full: background fill paused; evicting least recently used blocks", "dir", c.dir)

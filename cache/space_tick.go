@@ -53,7 +53,7 @@ func (c *Cache) tick(clockDue bool) {
 	if s.granted > 0 && now.Sub(s.grantedAt) > grantLife {
 		s.granted = 0
 	}
-	used := c.localBytes.Load()
+	used := s.usedLocked()
 	lim := s.limitLocked(used)
 	sl := slack(lim)
 	over := used + s.reserved - lim
@@ -91,12 +91,14 @@ func (c *Cache) remakeBallast() {
 }
 
 // recoverFromFull clears the full mark once the ballast is back and the
-// disk has room beyond MinFree and a slack.
+// disk has room beyond MinFree: four slacks, more than eviction ever frees
+// beyond a write's need, so the room the cache's own evictions made does
+// not count as space that came back.
 func (c *Cache) recoverFromFull() {
 	s := &c.space
 	s.mu.Lock()
-	lim := s.limitLocked(c.localBytes.Load())
-	back := s.full && (s.ballastOn || s.ballastSize == 0) && s.avail >= s.minFree+slack(lim)
+	lim := s.limitLocked(s.usedLocked())
+	back := s.full && (s.ballastOn || s.ballastSize == 0) && s.avail >= s.minFree+4*max(slack(lim), 64<<10)
 	var since time.Duration
 	if back {
 		s.full = false
@@ -114,7 +116,7 @@ func (c *Cache) recoverFromFull() {
 func (c *Cache) notifyRoom() {
 	s := &c.space
 	s.mu.Lock()
-	used := c.localBytes.Load()
+	used := s.usedLocked()
 	lim := s.limitLocked(used)
 	room := !s.full && used+s.reserved+s.granted+slack(lim) < lim
 	notify := room && !s.roomShown

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,12 @@ type Options struct {
 	// sent or fails for good, with its mount-relative path; it runs on an
 	// upload worker and must not block long.
 	OnUploadDone func(path, state string, err error)
+	// CacheMaxSize bounds the bytes of remote data kept in the cache
+	// (cache.Options.MaxSize); 0: no bound but the disk's.
+	CacheMaxSize int64
+	// CacheMinFree is the free disk space the cache leaves
+	// (cache.Options.MinFree); 0: none.
+	CacheMinFree int64
 }
 
 // Mounted is a live ferry mount. It owns the FUSE server, the fetcher and the
@@ -95,7 +102,19 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	if err != nil {
 		return nil, err
 	}
-	c, err := cache.Open(opts.CacheDir, cache.Options{Logger: opts.Logger})
+	// The cache tells the fetcher when room for background fill came
+	// back; the fetcher is made after the cache.
+	var wake atomic.Pointer[fetcher.Fetcher]
+	c, err := cache.Open(opts.CacheDir, cache.Options{
+		Logger:  opts.Logger,
+		MaxSize: opts.CacheMaxSize,
+		MinFree: opts.CacheMinFree,
+		OnRoom: func() {
+			if f := wake.Load(); f != nil {
+				f.Wake()
+			}
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fs: %w", err)
 	}
@@ -109,7 +128,11 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		Background:  opts.Background,
 		ReadTimeout: opts.ReadTimeout,
 		Logger:      opts.Logger,
+		// Background fill only fills free room in the cache; it never
+		// evicts (cache/space.go).
+		Room: c.Room,
 	})
+	wake.Store(fet)
 	defer func() {
 		if err != nil {
 			fet.Close()
@@ -126,6 +149,10 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	files, err := addFiles(m, c, fet, sh)
 	if err != nil {
 		return nil, err
+	}
+	if pinned, limit, over := c.PinsExceedLimit(); over {
+		opts.Logger.Warn("fs: pinned files are larger than the cache may hold: the limit cannot hold and pinned files fill only as room allows",
+			"pinned", pinned, "limit", limit)
 	}
 	if err := resolveSizes(ctx, files, opts.MaxConns); err != nil {
 		return nil, err
@@ -194,6 +221,10 @@ func addFiles(m *manifest.Manifest, c *cache.Cache, fet *fetcher.Fetcher, sh *sh
 		if err != nil {
 			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
 		}
+		// The manifest's pin keeps the file local (never evicted).
+		if err := cf.SetManifestPin(mf.Pin); err != nil {
+			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
+		}
 		spec := fetcher.Spec{
 			Path:     mf.Path,
 			URL:      mf.URL,
@@ -208,6 +239,11 @@ func addFiles(m *manifest.Manifest, c *cache.Cache, fet *fetcher.Fetcher, sh *sh
 			spec.BlockHashes, spec.BlockHashSize = mf.Blocks.Hashes, mf.Blocks.BlockSize
 		}
 		ff := fet.Add(spec, store{cf})
+		if cf.Pinned() {
+			ff.SetPinned(true) // pinned by the manifest or by ferry pin
+		}
+		// Eviction took blocks: background fill looks at the file again.
+		cf.SetDropHook(ff.Dropped)
 		mtime := mf.MTime
 		if mtime.IsZero() {
 			mtime = sh.mountTime

@@ -84,16 +84,18 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	// An open file is filled before closed ones in the background.
 	n.fetch.Opened()
-	// Passthrough hands every later read to the kernel, so only a file the
-	// fetcher calls complete (not failed, say on a digest mismatch) may be
-	// handed over.
+	// The kernel reads a passthrough file without asking: the cache must
+	// not evict its blocks (punch holes) while the handle is open, and
+	// only a file the fetcher calls complete (not failed, say on a digest
+	// mismatch) may be handed over.
 	st, _ := n.fetch.State()
-	if n.cachedOpen == 0 && n.sh.passthrough.Load() && st == fetcher.StateComplete && n.store.Complete() {
+	if n.cachedOpen == 0 && n.sh.passthrough.Load() && st == fetcher.StateComplete && n.store.HoldComplete() {
 		f, err := os.Open(n.store.DataPath())
 		if err == nil {
 			n.passthruOpen++
 			return &passthroughHandle{handle: handle{node: n, restarts: restarts}, f: f}, keep, 0
 		}
+		n.store.Unhold()
 		n.sh.log.Warn("fs: passthrough unavailable, serving reads", "path", n.path, "err", err)
 	}
 	n.cachedOpen++
@@ -140,16 +142,20 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 var errDropped = errors.New("fs: local copy dropped while reading")
 
 // readLocal fills buf with the bytes at off once they are local. The
-// generation, read before Ensure and after the copy, proves that no block
-// was dropped (by a reset or an eviction) in between, so the bytes are
-// ones that were fetched: never a hole of the data file.
+// generation, read before Ensure and after the copy, proves that the file
+// was not reset in between, so the bytes are of one version. A block
+// evicted between Ensure and the copy makes the cache's ReadAt fail with
+// cache.ErrNotLocal (it never copies a hole): the range is fetched again.
 func (n *fileNode) readLocal(ctx context.Context, buf []byte, off int64) error {
-	for range 3 {
+	for range 5 {
 		_, gen, _ := n.store.Remote()
 		if err := n.fetch.Ensure(ctx, off, int64(len(buf))); err != nil {
 			return err
 		}
 		nr, err := n.store.ReadAt(buf, off)
+		if errors.Is(err, cache.ErrNotLocal) {
+			continue
+		}
 		if err != nil && !(errors.Is(err, io.EOF) && nr == len(buf)) {
 			return err
 		}
@@ -205,6 +211,7 @@ func (h *passthroughHandle) Release(ctx context.Context) syscall.Errno {
 	h.node.mu.Lock()
 	h.node.passthruOpen--
 	h.node.mu.Unlock()
+	h.node.store.Unhold()
 	h.node.fetch.Closed()
 	if err := h.f.Close(); err != nil {
 		h.node.sh.log.Warn("fs: closing data file", "path", h.node.path, "err", err)
