@@ -30,6 +30,8 @@ type mountOptions struct {
 	logLevel     string
 	allowOther   bool
 	outboxKeep   bool
+	cacheMaxSize string
+	cacheMinFree string
 }
 
 // AddFlags registers the flags; their names are part of the contract
@@ -44,12 +46,16 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (non-root needs user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&o.outboxKeep, "outbox-keep", false, "keep outbox files once sent (user.ferry.state \"sent\") instead of removing them")
+	f.StringVar(&o.cacheMaxSize, "cache-max-size", "0", "most bytes of remote data the cache keeps, e.g. 20G; least recently used blocks are evicted, pinned files never (0: no limit but the disk's)")
+	f.StringVar(&o.cacheMinFree, "cache-min-free", "0", "free space the cache leaves on its file system, e.g. 1G; blocks are evicted rather than take it (0: none)")
 }
 
 // validated is a checked mountOptions.
 type validated struct {
-	blockSize int64
-	level     slog.Level
+	blockSize    int64
+	level        slog.Level
+	cacheMaxSize int64
+	cacheMinFree int64
 }
 
 func (o *mountOptions) validate() (validated, error) {
@@ -70,6 +76,15 @@ func (o *mountOptions) validate() (validated, error) {
 	}
 	if v.level, err = parseLevel(o.logLevel); err != nil {
 		return v, usagef("mount", "--log-level: %v", err)
+	}
+	if v.cacheMaxSize, err = parseSize(o.cacheMaxSize); err != nil {
+		return v, usagef("mount", "--cache-max-size: %v", err)
+	}
+	if v.cacheMaxSize != 0 && v.cacheMaxSize < 2*v.blockSize {
+		return v, usagef("mount", "--cache-max-size %s: want 0 (no limit) or at least two blocks (--block-size %s)", o.cacheMaxSize, o.blockSize)
+	}
+	if v.cacheMinFree, err = parseSize(o.cacheMinFree); err != nil {
+		return v, usagef("mount", "--cache-min-free: %v", err)
 	}
 	return v, nil
 }
@@ -145,6 +160,9 @@ func mountForeground(ctx context.Context, logw io.Writer, o *mountOptions, v val
 		OutboxKeep:  o.outboxKeep,
 		Logger:      log,
 		Debug:       v.level < slog.LevelDebug,
+		// Capacity of the cache (cache/space.go).
+		CacheMaxSize: v.cacheMaxSize,
+		CacheMinFree: v.cacheMinFree,
 	})
 	if err != nil {
 		return err
