@@ -425,7 +425,7 @@ func (c *Cache) Stats() Stats {
 	s := &c.space
 	s.mu.Lock()
 	st.LocalBytes = c.localBytes.Load()
-	st.Limit = s.limitLocked(st.LocalBytes)
+	st.Limit = s.limitLocked(s.usedLocked())
 	st.EvictedBytes = s.evicted
 	st.DiskFull = s.full
 	s.mu.Unlock()

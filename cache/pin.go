@@ -167,5 +167,5 @@ func (c *Cache) limit() int64 {
 	s := &c.space
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.limitLocked(c.localBytes.Load())
+	return s.limitLocked(s.usedLocked())
 }
