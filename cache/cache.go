@@ -12,6 +12,12 @@
 //     that every stored block belongs to. Reset drops all blocks and the
 //     validator in one batch and bumps the generation, so a write that was
 //     started for the old version is refused with ErrStale.
+//   - The bytes of blocks kept stay under Options.MaxSize and leave
+//     Options.MinFree free on the disk: WriteBlock evicts least recently
+//     used blocks of files that are not pinned before it writes (space.go,
+//     evict.go). Background fill is told (Room) to fill free room only.
+//   - ReadAt never returns the bytes of a block that is not present: it
+//     fails with ErrNotLocal instead, and the caller fetches again.
 //   - All methods of Cache and File are safe for concurrent use.
 //
 // # Directory layout
@@ -21,17 +27,20 @@
 //	DIR/map/        Pebble: the block map (keys below)
 //	DIR/data/       one sparse file per remote file, named by its ID in hex:
 //	                data/00000000000000a3; block i at offset i*BlockSize
+//	DIR/ballast     space kept for the block map when the disk fills
 //
 // # Block map keys (keys.go, docs/on-disk-format.md)
 //
-//	"v"                       -> u64 schema version (1)
+//	"v"                       -> u64 schema version (2; 1 is migrated)
 //	"n"                       -> u64 next file ID
 //	"m/open"                  -> u64 Unix ns; present while a process has DIR open
 //	"m/bytes"                 -> u64 sum of stored lengths of all "b/" keys
-//	"p/" path                 -> u64 file ID
-//	"f/" id                   -> file record (record.go)
+//	"m/clock"                 -> u64 access clock
+//	"p/" path                 -> u64 file ID + file record (record.go)
+//	"f/" id                   -> file record
 //	"b/" id idx               -> block state
-//	"o/" seq, "l/" ...        reserved (outbox, LRU)
+//	"l/" clock id idx         -> empty: eviction order (lru.go)
+//	"o/" seq                  -> outbox record (outbox.go)
 //
 // Every u64 is 8 bytes big-endian. A block key and its value:
 //
@@ -39,10 +48,10 @@
 //	+------+---------------+---------------+
 //	| "b/" | file ID (BE)  | block idx (BE)|
 //	+------+---------------+---------------+
-//	 0       1            5            9                17
-//	+-------+------------+------------+-----------------+
-//	| codec | length (BE)| crc32c (BE)| generation (BE) |
-//	+-------+------------+------------+-----------------+
+//	 0       1            5            9                17            25
+//	+-------+------------+------------+-----------------+-------------+
+//	| codec | length (BE)| crc32c (BE)| generation (BE) | clock (BE)  |
+//	+-------+------------+------------+-----------------+-------------+
 //
 // # Lifecycle of a block
 //
@@ -55,8 +64,31 @@
 // exactly the blocks committed before the stop; Verify rereads a block and
 // checks it against its CRC.
 //
-// Lock order: Cache.dbMu, Cache.filesMu, File.mu, Cache.commitMu,
-// fdCache.mu.
+// # Capacity
+//
+// Eviction is per block, least recently used first, by a coarse access
+// clock kept in Pebble (lru.go): a read costs a map insert, and once a
+// second the blocks read are restamped in one unsynced batch, so the order
+// and the byte count ("m/bytes") survive a restart and Open never scans.
+// Pinned files (SetPinned, persisted; SetManifestPin, for this run) and
+// files the FUSE layer hands to the kernel (HoldComplete) are never
+// evicted; when they alone exceed the limit, PinsExceedLimit says so and
+// writes go over the limit rather than fail reads. A full disk pauses
+// background fill, evicts cold blocks, and only then fails writes
+// (space.go). An evicted block is punched out of its data file, so du
+// drops.
+//
+// Read versus evict: ReadAt read-locks File.mu from its presence check
+// until the bytes are copied; eviction write-locks it from clearing the
+// bits until the holes are punched. So a read that found a block copies
+// it before it can be punched, and a read that comes later finds it absent
+// (ErrNotLocal) and its caller fetches the block again. A block cannot be
+// written again before its old copy is punched either: WriteBlock
+// read-locks File.mu.
+//
+// Lock order: Cache.dbMu, Cache.evictMu, Cache.filesMu, File.mu (several
+// only in eviction, by ascending ID), Cache.commitMu, fdCache.mu. The
+// access clock's set of read blocks and the space state have leaf locks.
 package cache
 
 import (
