@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -184,5 +185,54 @@ func BenchmarkFileLoaded(b *testing.B) {
 		if _, err := c.File("a/b", "u", 10, 4096); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkOpen100kBlocks is Open (then Close) of a cache directory whose
+// map holds 100,000 blocks (1,000 files of 100), with an LRU index to
+// match: startup must not depend on the number of blocks. The first
+// Stats is included: it is what the limit needs.
+func BenchmarkOpen100kBlocks(b *testing.B) {
+	dir := b.TempDir()
+	c, err := Open(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const files, perFile, bs = 1000, 100, 4096
+	var total int64
+	for i := range files {
+		f, gen := pinned(b, c, fmt.Sprintf("dir%d/file%d.bin", i%10, i), perFile*bs, bs)
+		batch := c.db.NewBatch()
+		for idx := range int64(perFile) {
+			batch.Set(blockKey(f.ID(), idx), blockState{length: bs, gen: gen, clock: uint64(i)}.encode(), nil)
+			batch.Set(lruKey(uint64(i), f.ID(), idx), nil, nil)
+			total += bs
+		}
+		batch.Set(keyLocalBytes, u64(uint64(total)), nil)
+		if err := batch.Commit(nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// A cache that has run for a while: its tables are compacted.
+	if err := c.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := Open(dir, Options{MaxSize: total})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st := c.Stats(); st.LocalBytes != total {
+			b.Fatalf("Stats = %+v, want %d bytes", st, total)
+		}
+		b.StopTimer()
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
