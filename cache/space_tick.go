@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"time"
 )
 
@@ -40,10 +41,9 @@ func (s *space) run() {
 
 // tick is one round of the space goroutine.
 func (c *Cache) tick(clockDue bool) {
-	if c.enter() != nil {
+	if c.closed.Load() {
 		return
 	}
-	defer c.dbMu.RUnlock()
 	s := &c.space
 	now := time.Now()
 	s.mu.Lock()
@@ -65,16 +65,25 @@ func (c *Cache) tick(clockDue bool) {
 	}
 	c.recoverFromFull()
 	if over > 0 {
-		if _, err := c.evict(over + sl); err != nil {
+		if _, err := c.evict(over + sl); err != nil && !errors.Is(err, ErrClosed) {
 			c.log.Error("cache: eviction failed", "err", err)
 		}
 	}
 	if clockDue || c.lru.size() >= maxTouched {
-		if err := c.advanceClock(false); err != nil {
-			c.log.Error("cache: access clock", "err", err)
-		}
+		c.tickClock()
 	}
 	c.notifyRoom()
+}
+
+// tickClock advances the access clock if blocks came or went since.
+func (c *Cache) tickClock() {
+	if c.enter() != nil {
+		return
+	}
+	defer c.dbMu.RUnlock()
+	if err := c.advanceClock(false); err != nil {
+		c.log.Error("cache: access clock", "err", err)
+	}
 }
 
 // remakeBallast allocates the ballast file again after it was released.
