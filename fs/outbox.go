@@ -2,10 +2,8 @@ package fs
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -203,8 +201,15 @@ func (d *outboxDir) attachChildren(ctx context.Context) {
 // start starts the uploads.
 func (ob *outbox) start() { ob.up.Start() }
 
-// close stops the uploads; a running one stays queued.
+// close stops the uploads (a running one stays queued) and the digests.
 func (ob *outbox) close() error {
+	ob.mu.Lock()
+	for _, n := range ob.files {
+		n.mu.Lock()
+		n.dropDigestLocked()
+		n.mu.Unlock()
+	}
+	ob.mu.Unlock()
 	if err := ob.up.Close(); err != nil {
 		return fmt.Errorf("fs: outbox: %w", err)
 	}
@@ -252,6 +257,7 @@ func (ob *outbox) onSent(seq uint64) {
 func (ob *outbox) dropLocked(n *outboxFile) (*outboxDir, string) {
 	n.mu.Lock()
 	n.gone = true
+	n.dropDigestLocked()
 	n.mu.Unlock()
 	parent, name := n.dir, n.name
 	delete(parent.entries, name)
@@ -318,11 +324,9 @@ type outboxFile struct {
 	queued       bool   // the uploader has a record of it
 	gone         bool   // unlinked, or sent and removed
 	leaveOnClose bool   // sent while open for writing: leaves at the last close
-	// hash is the SHA-256 of bytes [0, hashed) while every write so far
-	// came in order (cp, mv); hashOK is false once one did not.
-	hash   hash.Hash
-	hashed int64
-	hashOK bool
+	// digest follows the writes while they come in order (cp, mv); nil
+	// once one did not, and after a commit.
+	digest *digester
 }
 
 // pathLocked is the file's path relative to the outbox; outbox.mu is held.
@@ -363,8 +367,10 @@ func (n *outboxFile) beginChangeLocked() error {
 // held.
 func (n *outboxFile) commitLocked() error {
 	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode}
-	if n.hashOK && n.hashed == n.size {
-		c.SHA256 = n.hash.Sum(nil)
+	if n.digest != nil {
+		c.SHA256 = n.digest.sum(n.size)
+		// Done with it: later appends are rare, and it holds a descriptor.
+		n.dropDigestLocked()
 	}
 	if err := n.ob.up.Commit(n.seq, c); err != nil {
 		return err
@@ -373,22 +379,35 @@ func (n *outboxFile) commitLocked() error {
 	return nil
 }
 
-// resetHashLocked restarts the in-order digest at an empty file.
-func (n *outboxFile) resetHashLocked() {
-	n.hash, n.hashed, n.hashOK = sha256.New(), 0, true
+// resetDigestLocked starts a digest of the (now empty) staged data.
+func (n *outboxFile) resetDigestLocked() {
+	n.dropDigestLocked()
+	d, err := newDigester(n.ob.stagedPath(n.seq))
+	if err != nil {
+		n.ob.log.Warn("fs: outbox: no digest while writing; the upload hashes the file", "err", err)
+		return
+	}
+	n.digest = d
 }
 
-// hashWriteLocked extends the in-order digest with a write at off.
-func (n *outboxFile) hashWriteLocked(data []byte, off int64) {
-	if !n.hashOK {
+// dropDigestLocked stops the digest.
+func (n *outboxFile) dropDigestLocked() {
+	if n.digest != nil {
+		n.digest.stop()
+		n.digest = nil
+	}
+}
+
+// digestWriteLocked tells the digest of a write of n bytes at off.
+func (n *outboxFile) digestWriteLocked(off, size int64) {
+	if n.digest == nil {
 		return
 	}
-	if off != n.hashed {
-		n.hashOK, n.hash = false, nil
+	if off != n.digest.next() {
+		n.dropDigestLocked()
 		return
 	}
-	n.hash.Write(data)
-	n.hashed += int64(len(data))
+	n.digest.wrote(size)
 }
 
 // statfs answers statfs in the outbox with the file system that holds the

@@ -149,7 +149,7 @@ func (d *outboxDir) Create(ctx context.Context, name string, flags, mode uint32,
 	now := time.Now()
 	n := &outboxFile{ob: ob, seq: seq, dir: d, name: name, mode: mode & 0o7777, mtime: now, ctime: now,
 		dirty: true, opens: 1}
-	n.resetHashLocked()
+	n.resetDigestLocked()
 	h := &outboxHandle{f: f, write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}
 	if h.write {
 		n.writers = 1

@@ -109,7 +109,7 @@ func (n *outboxFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte,
 	}
 	nw, err := h.f.WriteAt(data, off)
 	if nw > 0 {
-		n.hashWriteLocked(data[:nw], off)
+		n.digestWriteLocked(off, int64(nw))
 		n.size = max(n.size, off+int64(nw))
 		n.mtime = time.Now()
 		n.ctime = n.mtime
@@ -251,9 +251,9 @@ func (n *outboxFile) truncateLocked(f *os.File, size int64) syscall.Errno {
 	}
 	switch {
 	case size == 0:
-		n.resetHashLocked()
-	case size != n.hashed:
-		n.hashOK, n.hash = false, nil
+		n.resetDigestLocked()
+	case n.digest != nil && size != n.digest.next():
+		n.dropDigestLocked()
 	}
 	n.size = size
 	n.mtime = time.Now()

@@ -1,0 +1,220 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"ferry/manifest"
+	"ferry/origin"
+)
+
+// BenchmarkOutboxVsCurl drops a file (1 GiB, or FERRY_BENCH_UPLOAD_SIZE
+// bytes) into the outbox with cp and waits until it was sent and left the
+// outbox, and uploads the same file with curl -T to the same server in the
+// same iteration. It reports the median rates, the median time cp took,
+// and the ratio of the medians (curl time / drop time: 1 means as fast as
+// curl). Two servers, each in a process of its
+// own, like a real server (in this process its garbage collection would
+// slow the mount): the test origin, which keeps uploads in memory, and a
+// sink that discards the body, which shows ferry's own cost. One untimed
+// round of each warms the servers up.
+//
+//	go test -run '^$' -bench OutboxVsCurl -benchtime 3x ./fs/
+func BenchmarkOutboxVsCurl(b *testing.B) {
+	requireFUSE(b)
+	if _, err := exec.LookPath("curl"); err != nil {
+		b.Skip("curl not installed")
+	}
+	size := int64(1 << 30)
+	if v := os.Getenv("FERRY_BENCH_UPLOAD_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("FERRY_BENCH_UPLOAD_SIZE: %v", err)
+		}
+		size = n
+	}
+	src := filepath.Join(b.TempDir(), "src.bin")
+	writeGenerated(b, src, size, 99)
+	warm(b, src)
+	for _, server := range []string{"origin", "discard"} {
+		b.Run(server, func(b *testing.B) {
+			base := startBenchServer(b, server, size)
+			benchDrop(b, src, size, base+"/up/", func() {
+				for _, p := range []string{"curl.bin", "drop.bin"} {
+					req, _ := http.NewRequest(http.MethodDelete, base+"/up/"+p, nil)
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						resp.Body.Close()
+					}
+				}
+			})
+		})
+	}
+}
+
+// startBenchServer runs TestOutboxBenchServer in a child process and
+// returns its base URL; the child ends when the benchmark does.
+func startBenchServer(b *testing.B, kind string, size int64) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxBenchServer$")
+	cmd.Env = append(os.Environ(), "FERRY_BENCH_SERVER="+kind, "FERRY_BENCH_UPLOAD_SIZE="+strconv.FormatInt(size, 10))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	var base string
+	if _, err := fmt.Fscanln(stdout, &base); err != nil || !strings.HasPrefix(base, "http://") {
+		b.Fatalf("bench server: %q, %v", base, err)
+	}
+	go io.Copy(io.Discard, stdout)
+	return base
+}
+
+// TestOutboxBenchServer is the server process of BenchmarkOutboxVsCurl;
+// it does nothing in a normal test run. It prints its base URL, serves
+// until its stdin closes, and answers DELETE by dropping the object.
+func TestOutboxBenchServer(t *testing.T) {
+	kind := os.Getenv("FERRY_BENCH_SERVER")
+	if kind == "" {
+		t.Skip("the server process of BenchmarkOutboxVsCurl")
+	}
+	size, _ := strconv.ParseInt(os.Getenv("FERRY_BENCH_UPLOAD_SIZE"), 10, 64)
+	var h http.Handler
+	switch kind {
+	case "origin":
+		srv := origin.New(origin.Options{MaxUploadSize: size + 1})
+		defer srv.Close()
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodDelete {
+				srv.Remove(strings.TrimPrefix(r.URL.Path, "/"))
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			srv.Handler().ServeHTTP(w, r)
+		})
+	default:
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+		})
+	}
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	fmt.Println(hs.URL)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+func benchDrop(b *testing.B, src string, size int64, url string, reset func()) {
+	box := manifest.Outbox{Dir: "outbox", URL: url, Protocol: "put"}
+	m, err := Mount(b.TempDir(), &manifest.Manifest{Outbox: &box}, Options{CacheDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	dst := filepath.Join(m.Dir(), "outbox", "drop.bin")
+	// Warm-up round, untimed.
+	reset()
+	timeCurl(b, src, url+"curl.bin")
+	timeDrop(b, src, dst)
+	var curls, drops, cps []time.Duration
+	b.SetBytes(size)
+	for i := 0; b.Loop(); i++ {
+		reset()
+		runtime.GC()
+		// Alternate the order so neither always runs on a warmer machine.
+		if i%2 == 1 {
+			cp, drop := timeDrop(b, src, dst)
+			cps, drops = append(cps, cp), append(drops, drop)
+		}
+		curls = append(curls, timeCurl(b, src, url+"curl.bin"))
+		if i%2 == 0 {
+			cp, drop := timeDrop(b, src, dst)
+			cps, drops = append(cps, cp), append(drops, drop)
+		}
+	}
+	b.StopTimer()
+	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	c, d := median(curls), median(drops)
+	b.ReportMetric(mbps(c), "curl-MB/s")
+	b.ReportMetric(mbps(d), "drop-MB/s")
+	b.ReportMetric(median(cps).Seconds(), "cp-s")
+	b.ReportMetric(c.Seconds()/d.Seconds(), "ratio")
+	b.Logf("curl %v, drop %v (cp %v)", curls, drops, cps)
+}
+
+// median of ds (the upper one of an even count).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// timeCurl uploads src with curl -T and returns how long it took.
+func timeCurl(b *testing.B, src, url string) time.Duration {
+	start := time.Now()
+	out, err := exec.Command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", src, url).CombinedOutput()
+	d := time.Since(start)
+	if err != nil || !strings.HasPrefix(string(out), "20") {
+		b.Fatalf("curl -T: %v: %s", err, out)
+	}
+	return d
+}
+
+// timeDrop copies src into the outbox with cp and waits until the upload
+// finished and the file left the outbox. It returns how long cp took and
+// how long it all took.
+func timeDrop(b *testing.B, src, dst string) (cp, total time.Duration) {
+	start := time.Now()
+	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
+		b.Fatalf("cp: %v: %s", err, out)
+	}
+	cp = time.Since(start)
+	for {
+		_, err := os.Lstat(dst)
+		if errors.Is(err, os.ErrNotExist) {
+			return cp, time.Since(start)
+		}
+		if st, _ := getxattr(dst, xattrState); st == "failed" {
+			reason, _ := getxattr(dst, xattrError)
+			b.Fatalf("upload failed: %s", reason)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// warm reads path once so both contenders start from the page cache.
+func warm(b testing.TB, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		b.Fatal(fmt.Errorf("warm: %w", err))
+	}
+}
