@@ -149,11 +149,11 @@ func (u *Uploader) finish(j *job, etag string, err error) {
 			it.rec.ETag = etag
 			u.logPersist(it, false)
 		}
+	case err == nil:
+		notify = u.sentLocked(it, etag)
 	case u.closed:
 		// Cut short by Close: stays queued (so says the record).
 		it.state = StateQueued
-	case err == nil:
-		notify = u.sentLocked(it, etag)
 	case isPermanent(err):
 		it.state = StateFailed
 		it.rec.State, it.rec.Err = cache.OutboxFailed, err.Error()
@@ -166,9 +166,6 @@ func (u *Uploader) finish(j *job, etag string, err error) {
 	}
 	if current && err != nil && !isPermanent(err) {
 		it.unsure = it.unsure || errors.Is(err, errUnsure)
-	}
-	if current && j.verify && (err == nil || !errors.Is(err, errVerify)) {
-		it.verify = false
 	}
 	u.mu.Unlock()
 	if notify != nil {
