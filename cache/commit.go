@@ -43,6 +43,8 @@ type committer struct {
 	gone     bool   // run has returned
 	failures uint64 // rounds that failed
 	lastErr  error  // error of the last failed round
+
+	ring recentRing // the last rounds, for the check after an unclean stop (recover.go); guarded by Cache.commitMu
 }
 
 func (m *committer) start(c *Cache, window time.Duration) {
@@ -257,6 +259,9 @@ func (c *Cache) commitKeys(round []pending, failed map[*File]bool) error {
 	}
 	if len(kept) == 0 {
 		return nil
+	}
+	if err := c.noteRecent(b, kept); err != nil {
+		return err
 	}
 	b.Set(keyLocalBytes, u64(uint64(c.durableBytes+added)), nil)
 	if err := b.Commit(pebble.Sync); err != nil {

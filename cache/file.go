@@ -106,6 +106,9 @@ func (c *Cache) File(path, url string, declaredSize, blockSize int64) (*File, er
 // openRecord loads the record of path (one read: the "p/" value holds
 // it) and its blocks, or creates the record. filesMu is held.
 func (c *Cache) openRecord(path, url string, declaredSize, blockSize int64) (*File, error) {
+	if err := c.recoverRecent(); err != nil {
+		return nil, err
+	}
 	v, closer, err := c.db.Get(pathKey(path))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return c.newRecord(path, url, declaredSize, blockSize)

@@ -54,12 +54,19 @@ var (
 	// same batch as the "b/" value it mirrors; a key whose block is gone or
 	// has another clock is stale and deleted when eviction meets it.
 	prefixLRU = []byte("l/")
+
+	// prefixRecent: "r/" + round sequence (uint64 BE) -> the blocks one
+	// group commit made durable, 20 bytes each: ID (uint64 BE), block index
+	// (uint64 BE), stored length (uint32 BE). Written in the round's own
+	// batch; a ring of the last rounds, checked after an unclean stop
+	// (recover.go).
+	prefixRecent = []byte("r/")
 )
 
 // families lists every key family (the single keys too), for the test that
 // checks no family's keys can collide with another's.
 var families = [][]byte{keySchemaVersion, keyNextID, prefixMeta, prefixPath, prefixFile,
-	prefixBlock, prefixOutbox, prefixLRU}
+	prefixBlock, prefixOutbox, prefixLRU, prefixRecent}
 
 // Meta keys, "m/" + name. Part of the on-disk format like the prefixes.
 var (
