@@ -99,7 +99,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		n.sh.log.Warn("fs: passthrough unavailable, serving reads", "path", n.path, "err", err)
 	}
 	n.cachedOpen++
-	return &handle{node: n, restarts: restarts}, keep, 0
+	return &handle{node: n, restarts: restarts, nonblock: flags&syscall.O_NONBLOCK != 0}, keep, 0
 }
 
 func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -118,6 +118,11 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		}
 	}
 	buf := dest[:end-off]
+	if h != nil && h.nonblock && n.store.Missing(off/n.store.BlockSize(), (end-1)/n.store.BlockSize()) >= 0 {
+		// O_NONBLOCK: ask for the bytes, do not wait for them.
+		n.fetch.Request(off, end-off)
+		return nil, syscall.EAGAIN
+	}
 	if err := n.readLocal(ctx, buf, off); err != nil {
 		log := n.sh.log
 		if n.failing.Swap(true) {
@@ -183,7 +188,8 @@ func asHandle(fh gofs.FileHandle) *handle {
 // state of this open.
 type handle struct {
 	node     *fileNode
-	restarts int // the cache's restart count at open: the version read
+	restarts int  // the cache's restart count at open: the version read
+	nonblock bool // opened O_NONBLOCK: reads of missing bytes get EAGAIN
 	ra       readahead
 }
 
