@@ -3,7 +3,7 @@
 // mount, so that `go tool pprof` sees ferry's side of every request. Not a
 // stable API.
 //
-//	profile -manifest M.json -mode cold|warm|rand|tail|small|fill|million [-cpuprofile F] [-memprofile F]
+//	profile -manifest M.json -mode cold|warm|rand|tail|tail2|small|fill|million [-cpuprofile F] [-memprofile F] [-blockprofile F]
 //
 // The CPU profile covers the workload (and, for -mode million, the mount);
 // the heap profile is taken at the end, after a GC. The origin must be
@@ -34,10 +34,11 @@ import (
 
 func main() {
 	man := flag.String("manifest", "", "ferry manifest (required)")
-	mode := flag.String("mode", "cold", "cold, warm, rand, tail, small, fill or million")
+	mode := flag.String("mode", "cold", "cold, warm, rand, tail, tail2, small, fill or million")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
 	mem := flag.String("memprofile", "", "write a heap profile here")
 	mutex := flag.String("mutexprofile", "", "write a mutex profile here")
+	block := flag.String("blockprofile", "", "write a block profile (where goroutines wait) here")
 	bg := flag.Bool("background", false, "background fill (always on for -mode fill)")
 	bs := flag.Int64("block-size", 0, "block size (0: ferry's default)")
 	conns := flag.Int("max-conns", 0, "connections (0: ferry's default)")
@@ -49,7 +50,10 @@ func main() {
 	if *mutex != "" {
 		runtime.SetMutexProfileFraction(10)
 	}
-	o := opts{manifest: *man, mode: *mode, cpu: *cpu, mem: *mem, mutex: *mutex,
+	if *block != "" {
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+	}
+	o := opts{manifest: *man, mode: *mode, cpu: *cpu, mem: *mem, mutex: *mutex, block: *block,
 		background: *bg || *mode == "fill", blockSize: *bs, maxConns: *conns}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
@@ -61,10 +65,10 @@ func main() {
 func exit(code int) { syscall.Exit(code) }
 
 type opts struct {
-	manifest, mode, cpu, mem, mutex string
-	background                      bool
-	blockSize                       int64
-	maxConns                        int
+	manifest, mode, cpu, mem, mutex, block string
+	background                             bool
+	blockSize                              int64
+	maxConns                               int
 }
 
 func run(o opts) (err error) {
@@ -138,7 +142,7 @@ func startCPU(path string) (func(), error) {
 }
 
 func writeProfiles(o opts) error {
-	for _, p := range []struct{ name, path string }{{"heap", o.mem}, {"mutex", o.mutex}} {
+	for _, p := range []struct{ name, path string }{{"heap", o.mem}, {"mutex", o.mutex}, {"block", o.block}} {
 		if p.path == "" {
 			continue
 		}
@@ -174,6 +178,19 @@ func workload(mode, mnt string) error {
 	case "rand":
 		return randomReads(big, 2000)
 	case "tail":
+		return tail(big)
+	case "tail2":
+		// The first block first: the version is pinned, the data file
+		// exists and a connection is open when the tail is read.
+		f, err := os.Open(big)
+		if err != nil {
+			return err
+		}
+		_, err = f.ReadAt(make([]byte, 4096), 0)
+		f.Close()
+		if err != nil {
+			return err
+		}
 		return tail(big)
 	case "small":
 		return readTree(filepath.Join(mnt, "small"))
