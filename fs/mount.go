@@ -74,6 +74,7 @@ type Mounted struct {
 	outbox  *outbox       // nil without a manifest outbox
 	dev     string        // major:minor of the mount, "" if unknown
 	served  chan struct{} // closed when the FUSE serve loop has ended
+	ctl     controlState  // the control socket (control.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -175,6 +176,16 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		sh.totalBytes += f.node.size
 	}
 	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, outbox: ob, served: make(chan struct{})}
+	// The control socket is up before the mount is live, and its path is
+	// in the root's user.ferry.control attribute.
+	if err := mnt.startControl(opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			mnt.stopControl()
+		}
+	}()
 	if err := mnt.mount(root, opts); err != nil {
 		return nil, err
 	}
@@ -307,7 +318,7 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 		RootStableAttr: &gofs.StableAttr{Ino: 1},
 		Logger:         log.New(&slogWriter{opts.Logger}, "", 0),
 	}
-	server, err := fuse.NewServer(gofs.NewNodeFS(root, fsOpts), m.dir, &fsOpts.MountOptions)
+	server, err := fuse.NewServer(gofs.NewNodeFS(m.rootOps(root), fsOpts), m.dir, &fsOpts.MountOptions)
 	if err != nil {
 		// go-fuse does not unmount when the INIT handshake fails.
 		m.removeStaleMount()
@@ -375,6 +386,8 @@ func (m *Mounted) Wait() { <-m.served }
 func (m *Mounted) Close() error {
 	m.closeOnce.Do(func() {
 		errs := []error{m.unmount()}
+		// Before the fetcher and the cache: a pin fill stops waiting.
+		errs = append(errs, m.stopControl())
 		if m.outbox != nil {
 			// Before the cache: an upload cut short stays queued.
 			errs = append(errs, m.outbox.close())

@@ -28,6 +28,7 @@ type mountOptions struct {
 	noBackground bool
 	daemon       bool
 	logLevel     string
+	logFormat    string
 	allowOther   bool
 	outboxKeep   bool
 	cacheMaxSize string
@@ -44,6 +45,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.noBackground, "no-background", false, "fetch only what is read; no background fill")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background; return once the mount is live (logs go to CACHE_DIR/ferry.log)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text (key=value lines) or json (one object per line); a repeating warning is logged at most 10 times a minute")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (non-root needs user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&o.outboxKeep, "outbox-keep", false, "keep outbox files once sent (user.ferry.state \"sent\") instead of removing them")
 	f.StringVar(&o.cacheMaxSize, "cache-max-size", "0", "most bytes of remote data the cache keeps, e.g. 20G; least recently used blocks are evicted, pinned files never (0: no limit but the disk's)")
@@ -76,6 +78,9 @@ func (o *mountOptions) validate() (validated, error) {
 	}
 	if v.level, err = parseLevel(o.logLevel); err != nil {
 		return v, usagef("mount", "--log-level: %v", err)
+	}
+	if _, err := newLogger(io.Discard, v.level, o.logFormat); err != nil {
+		return v, usagef("mount", "--log-format: %v", err)
 	}
 	if v.cacheMaxSize, err = parseSize(o.cacheMaxSize); err != nil {
 		return v, usagef("mount", "--cache-max-size: %v", err)
@@ -145,7 +150,10 @@ func runMountCommand(ctx context.Context, e *env, o *mountOptions, args []string
 // unmounts and closes everything.
 func mountForeground(ctx context.Context, logw io.Writer, o *mountOptions, v validated,
 	cacheDir, manifestPath, mountpoint string, ready func()) error {
-	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: v.level}))
+	log, err := newLogger(logw, v.level, o.logFormat)
+	if err != nil {
+		return usagef("mount", "--log-format: %v", err)
+	}
 	m, err := manifest.Open(manifestPath, os.LookupEnv)
 	if err != nil {
 		return &manifestError{err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -28,12 +29,21 @@ type env struct {
 }
 
 func commands() []*command {
-	return []*command{mountCommand(), unmountCommand(), demoCommand()}
+	cmds := []*command{mountCommand(), unmountCommand(), statusCommand()}
+	cmds = append(cmds, ctlCommands()...)
+	return append(cmds, manifestCommand(), demoCommand())
 }
 
 // run runs the command line args (without the program name). It is main
 // without the exit: tests call it directly.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// mount(8) runs ferry as a mount helper (mounthelper.go).
+	if h, ok, fake, err := helperArgs(os.Args[0], args); ok {
+		if err != nil || fake {
+			return err
+		}
+		args = h
+	}
 	e := &env{stdout: stdout, stderr: stderr, args: args}
 	if len(args) == 0 {
 		printTopUsage(stderr)
