@@ -189,6 +189,9 @@ func (w *rateWindow) add(now time.Time, n int64) {
 }
 
 func (w *rateWindow) perSecond(now time.Time) float64 {
+	if w == nil {
+		return 0
+	}
 	s := now.Unix()
 	var sum int64
 	for i := range w.sec {

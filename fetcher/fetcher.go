@@ -240,8 +240,7 @@ func (f *Fetcher) Close() error {
 // called (if Options.Background); reads work at once.
 func (f *Fetcher) Add(spec Spec, st Store) *File {
 	fl := &File{f: f, spec: spec, st: st, bs: st.BlockSize(), size: -1, pinned: spec.Pinned,
-		claims: make(map[int64]*job), running: make(map[*job]struct{}),
-		changed: make(chan struct{}), prio: spec.Priority, srcs: newSources(spec)}
+		prio: spec.Priority}
 	if r, _, ok := st.Remote(); ok {
 		fl.size = r.Size
 	} else if spec.Size >= 0 {

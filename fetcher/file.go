@@ -33,7 +33,7 @@ type File struct {
 	running      map[*job]struct{} // jobs workers hold now
 	restarts     int               // resets because the remote changed
 	fetched      int64             // bytes received
-	rate         rateWindow
+	rate         *rateWindow       // made when the first byte arrives
 	shaFailures  int               // whole-file digest mismatches
 	hashFailures int               // per-block digest mismatches
 	doneSent     bool              // OnDone was called for the current outcome
@@ -46,13 +46,33 @@ type File struct {
 	prio         manifest.Priority // background priority
 }
 
+// changedLocked returns the channel closed when the file next changes.
+// Files nobody waits on have none: a mount of a million files keeps no
+// million channels. Fetcher.mu is held.
+func (fl *File) changedLocked() chan struct{} {
+	if fl.changed == nil {
+		fl.changed = make(chan struct{})
+	}
+	return fl.changed
+}
+
+// claimLocked records that job j will fetch block i. Fetcher.mu is held.
+func (fl *File) claimLocked(i int64, j *job) {
+	if fl.claims == nil {
+		fl.claims = make(map[int64]*job)
+	}
+	fl.claims[i] = j
+}
+
 // Path is the file's path in the manifest.
 func (fl *File) Path() string { return fl.spec.Path }
 
 // notifyLocked wakes every reader waiting on the file. Fetcher.mu is held.
 func (fl *File) notifyLocked() {
-	close(fl.changed)
-	fl.changed = make(chan struct{})
+	if fl.changed != nil {
+		close(fl.changed)
+		fl.changed = nil
+	}
 }
 
 // Size returns the size of the remote file, asking the origin when it is
@@ -110,7 +130,7 @@ func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error
 	}
 	for {
 		fl.f.mu.Lock()
-		ch, err, closed := fl.changed, fl.err, fl.f.closed
+		ch, err, closed := fl.changedLocked(), fl.err, fl.f.closed
 		fl.f.mu.Unlock()
 		switch {
 		case closed:
@@ -263,3 +283,12 @@ func (fl *File) failLocked(err error) {
 // backingOffLocked reports whether the file waits out a backoff. Fetcher.mu
 // is held.
 func (fl *File) backingOffLocked() bool { return time.Now().Before(fl.retryAt) }
+
+// runningLocked returns the set of the file's running jobs, made on first
+// use. Fetcher.mu is held.
+func (fl *File) runningLocked() map[*job]struct{} {
+	if fl.running == nil {
+		fl.running = make(map[*job]struct{})
+	}
+	return fl.running
+}

@@ -42,6 +42,9 @@ func newSources(spec Spec) []*source {
 // healthy sources, and reads use the preferred one (the last that worked).
 // Fetcher.mu is held.
 func (fl *File) pickSourceLocked(j *job, pinned bool) *source {
+	if fl.srcs == nil {
+		fl.srcs = newSources(fl.spec)
+	}
 	var healthy []*source
 	for _, s := range fl.srcs {
 		if !s.dropped {

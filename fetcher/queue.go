@@ -83,7 +83,7 @@ func (f *Fetcher) pushLocked(fl *File, first, last int64, c class) *job {
 	j := &job{file: fl, first: first, last: last, class: c, seq: f.seq}
 	j.pos.Store(first)
 	for i := first; i <= last; i++ {
-		fl.claims[i] = j
+		fl.claimLocked(i, j)
 	}
 	heap.Push(&f.queue, j)
 	f.work.Signal()
@@ -141,7 +141,7 @@ func (f *Fetcher) nextLocked() *job {
 	if f.queue.Len() > 0 && (f.queue[0].class == classDemand && f.demandFree() || f.queue[0].class != classDemand && lowFree) {
 		j := heap.Pop(&f.queue).(*job)
 		j.running = true
-		j.file.running[j] = struct{}{}
+		j.file.runningLocked()[j] = struct{}{}
 		if j.class != classDemand {
 			j.low = true
 			f.lowActive++
@@ -156,7 +156,7 @@ func (f *Fetcher) nextLocked() *job {
 	j := f.backgroundLocked()
 	if j != nil {
 		j.running, j.low = true, true
-		j.file.running[j] = struct{}{}
+		j.file.runningLocked()[j] = struct{}{}
 		f.lowActive++
 	}
 	return j
@@ -214,7 +214,7 @@ func (f *Fetcher) backgroundLocked() *job {
 	j := &job{file: fl, first: start, last: end, class: classBackground, seq: f.seq, index: -1}
 	j.pos.Store(start)
 	for i := start; i <= end; i++ {
-		fl.claims[i] = j
+		fl.claimLocked(i, j)
 	}
 	return j
 }

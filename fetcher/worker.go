@@ -339,6 +339,9 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 			delete(fl.claims, idx)
 		}
 		fl.fetched += n
+		if fl.rate == nil {
+			fl.rate = new(rateWindow)
+		}
 		fl.rate.add(time.Now(), n)
 		fl.notifyLocked()
 		f.mu.Unlock()
