@@ -3,7 +3,7 @@
 // mount, so that `go tool pprof` sees ferry's side of every request. Not a
 // stable API.
 //
-//	profile -manifest M.json -mode cold|warm|rand|tail|tail2|small|fill|million [-cpuprofile F] [-memprofile F] [-blockprofile F]
+//	profile -manifest M.json -mode cold|warm|rand|tail|tail2|small|fill|million [-cpuprofile F] [-memprofile F] [-blockprofile F] [-trace F]
 //
 // The CPU profile covers the workload (and, for -mode million, the mount);
 // the heap profile is taken at the end, after a GC. The origin must be
@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ func main() {
 	mem := flag.String("memprofile", "", "write a heap profile here")
 	mutex := flag.String("mutexprofile", "", "write a mutex profile here")
 	block := flag.String("blockprofile", "", "write a block profile (where goroutines wait) here")
+	tr := flag.String("trace", "", "write an execution trace of the workload here (go tool trace)")
 	bg := flag.Bool("background", false, "background fill (always on for -mode fill)")
 	bs := flag.Int64("block-size", 0, "block size (0: ferry's default)")
 	conns := flag.Int("max-conns", 0, "connections (0: ferry's default)")
@@ -53,7 +55,7 @@ func main() {
 	if *block != "" {
 		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 	}
-	o := opts{manifest: *man, mode: *mode, cpu: *cpu, mem: *mem, mutex: *mutex, block: *block,
+	o := opts{manifest: *man, mode: *mode, cpu: *cpu, mem: *mem, mutex: *mutex, block: *block, trace: *tr,
 		background: *bg || *mode == "fill", blockSize: *bs, maxConns: *conns}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
@@ -65,10 +67,10 @@ func main() {
 func exit(code int) { syscall.Exit(code) }
 
 type opts struct {
-	manifest, mode, cpu, mem, mutex, block string
-	background                             bool
-	blockSize                              int64
-	maxConns                               int
+	manifest, mode, cpu, mem, mutex, block, trace string
+	background                                    bool
+	blockSize                                     int64
+	maxConns                                      int
 }
 
 func run(o opts) (err error) {
@@ -83,7 +85,7 @@ func run(o opts) (err error) {
 	}
 	var stopCPU func()
 	if o.mode == "million" {
-		if stopCPU, err = startCPU(o.cpu); err != nil {
+		if stopCPU, err = startProfiles(o); err != nil {
 			return err
 		}
 	}
@@ -110,7 +112,7 @@ func run(o opts) (err error) {
 		return err
 	}
 	if stopCPU == nil {
-		if stopCPU, err = startCPU(o.cpu); err != nil {
+		if stopCPU, err = startProfiles(o); err != nil {
 			return err
 		}
 	}
@@ -124,21 +126,39 @@ func run(o opts) (err error) {
 	return writeProfiles(o)
 }
 
-func startCPU(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
+// startProfiles starts the CPU profile and the execution trace that were
+// asked for and returns what stops them.
+func startProfiles(o opts) (func(), error) {
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
+	for _, p := range []struct {
+		path         string
+		start        func(io.Writer) error
+		stopProfiler func()
+	}{{o.cpu, pprof.StartCPUProfile, pprof.StopCPUProfile}, {o.trace, trace.Start, trace.Stop}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := p.start(f); err != nil {
+			f.Close()
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() {
+			p.stopProfiler()
+			f.Close()
+		})
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return stop, nil
 }
 
 func writeProfiles(o opts) error {
