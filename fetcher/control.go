@@ -29,8 +29,7 @@ func (fl *File) rankLocked() int {
 func (fl *File) SetPriority(p manifest.Priority) {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
-	fl.prio = p
-	fl.f.work.Broadcast()
+	fl.prio = p // reorders background work, creates none: no wake-up
 }
 
 // Opened raises the file's background fill while a program has it open;
@@ -38,8 +37,7 @@ func (fl *File) SetPriority(p manifest.Priority) {
 func (fl *File) Opened() {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
-	fl.opens++
-	fl.f.work.Broadcast()
+	fl.opens++ // reorders background work, creates none: no wake-up
 }
 
 // Closed drops the raise of one Opened.
@@ -60,7 +58,7 @@ func (fl *File) SetPinned(pinned bool) {
 	if pinned {
 		fl.paused = false
 	}
-	fl.f.work.Broadcast()
+	fl.f.work.Signal()
 }
 
 // Pause holds the file's background transfer: the running request finishes,
@@ -84,7 +82,7 @@ func (fl *File) Resume() {
 		fl.retryAt = time.Time{}
 		fl.notifyLocked()
 	}
-	fl.f.work.Broadcast()
+	fl.f.work.Signal()
 }
 
 // Cancel drops the file's background transfer at once: it stops the running
@@ -108,7 +106,7 @@ func (fl *File) Dropped() {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
 	fl.done, fl.doneSent, fl.bgNext = false, false, 0
-	fl.f.work.Broadcast()
+	fl.f.work.Signal()
 }
 
 // Wake makes idle workers look for background work again: call it when the
@@ -116,7 +114,7 @@ func (fl *File) Dropped() {
 func (f *Fetcher) Wake() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.work.Broadcast()
+	f.work.Signal()
 }
 
 // Info is a snapshot of one file's transfer, for status.

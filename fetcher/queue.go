@@ -148,6 +148,9 @@ func (f *Fetcher) nextLocked() *job {
 		} else {
 			f.demandActive++
 		}
+		if f.queue.Len() > 0 {
+			f.work.Signal() // more is queued: wake the next idle worker
+		}
 		return j
 	}
 	if !lowFree || !f.started || !f.opts.Background || f.queue.Len() > 0 {
@@ -157,7 +160,9 @@ func (f *Fetcher) nextLocked() *job {
 	if j != nil {
 		j.running, j.low = true, true
 		j.file.runningLocked()[j] = struct{}{}
-		f.lowActive++
+		if f.lowActive++; f.lowActive < f.lowLimit() {
+			f.work.Signal() // room for more background work
+		}
 	}
 	return j
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -47,7 +48,8 @@ func (f *Fetcher) worker() {
 			close(f.demandIdle)
 			f.demandIdle = make(chan struct{})
 		}
-		f.work.Broadcast()
+		// No wake-up: this worker looks for the next job itself, and
+		// nextLocked wakes another when more work is ready.
 		f.mu.Unlock()
 		f.settle(j.file)
 	}
@@ -136,7 +138,7 @@ func (f *Fetcher) wakeAtLocked(t time.Time) {
 	f.wakeAt = t
 	f.wake = time.AfterFunc(time.Until(t), func() {
 		f.mu.Lock()
-		f.work.Broadcast()
+		f.work.Signal()
 		f.mu.Unlock()
 	})
 }
@@ -246,6 +248,11 @@ func (fl *File) checkVersion(gen uint64, pinned Remote, isPinned bool, got Remot
 	if sameVersion(pinned, got) {
 		return gen, nil
 	}
+	if pinned.ETag != "" && ifRange(pinned) == pinned.ETag && got.ETag == pinned.ETag {
+		// A strong ETag names one representation, its length included:
+		// another total is a malformed Content-Range, not a new version.
+		return gen, fmt.Errorf("%w: Content-Range total %d with the ETag %s of the %d-byte version", errProtocol, got.Size, got.ETag, pinned.Size)
+	}
 	reason := fmt.Sprintf("remote changed: was size %d ETag %q Last-Modified %q, now size %d ETag %q Last-Modified %q",
 		pinned.Size, pinned.ETag, pinned.LastModified, got.Size, got.ETag, got.LastModified)
 	ngen, err := fl.reset(gen, reason)
@@ -298,7 +305,8 @@ func (fl *File) reset(gen uint64, reason string) (uint64, error) {
 // of the request is stored only once the body ended where it should.
 func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reader, first, last, size int64) error {
 	fl := j.file
-	buf := make([]byte, fl.bs)
+	buf := getBuf(fl.bs)
+	defer putBuf(buf)
 	for idx := first; idx <= last; idx++ {
 		f.mu.Lock()
 		owned := j.stream || fl.claims[idx] == j
@@ -378,6 +386,11 @@ func (f *Fetcher) receiveWhole(ctx context.Context, j *job, gen uint64, pinned R
 		if resp.ContentLength < 0 {
 			return fmt.Errorf("%w: no size for %s (no Content-Length, no Range support)", errProtocol, fl.spec.URL)
 		}
+		if d := fl.spec.Size; d >= 0 && got.Size != d && got.ETag == "" && got.LastModified == "" {
+			// An error page from a proxy or portal, not the object: retry
+			// rather than fail the file on the declared size.
+			return fmt.Errorf("%w: 200 of %d bytes without ETag or Last-Modified for %s, the manifest says %d", errProtocol, got.Size, fl.spec.URL, d)
+		}
 		if err := fl.pin(gen, got); err != nil {
 			return err
 		}
@@ -434,3 +447,16 @@ func (f *Fetcher) yieldToReads(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
+
+// bufPool holds block buffers, so that a job does not allocate a block
+// (1 MiB by default) each time.
+var bufPool sync.Pool
+
+func getBuf(n int64) []byte {
+	if b, ok := bufPool.Get().(*[]byte); ok && int64(cap(*b)) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBuf(b []byte) { bufPool.Put(&b) }
