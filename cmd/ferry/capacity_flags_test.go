@@ -32,7 +32,7 @@ func TestCacheCapacityFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--cache-max-size", "lots"}, "--cache-max-size"},
-		{[]string{"--cache-max-size", "1M"}, "at least two blocks"},
+		{[]string{"--block-size", "1M", "--cache-max-size", "1M"}, "at least two blocks"},
 		{[]string{"--cache-min-free", "-1"}, "--cache-min-free"},
 	} {
 		args := append(append([]string{"mount"}, tc.args...), "m.json", t.TempDir())
