@@ -161,7 +161,7 @@ func SocketOf(ctx context.Context, mountpoint string) (string, error) {
 	}
 	switch {
 	case errors.Is(a.err, unix.ENOTCONN):
-		return "", fmt.Errorf("%w: the process serving %s is gone (unmount it with umount -l or fusermount3 -uz)", ErrNotRunning, mountpoint)
+		return "", fmt.Errorf("%w: its process is gone (umount -l %s or fusermount3 -uz %s removes the mount)", ErrNotRunning, mountpoint, mountpoint)
 	case errors.Is(a.err, unix.ENODATA), errors.Is(a.err, unix.ENOTSUP):
 		return "", fmt.Errorf("control: %s has no control socket (%s is not set: a ferry without control?)", mountpoint, XattrName)
 	case a.err != nil:

@@ -264,7 +264,12 @@ func baseName(u string) string {
 	if err != nil {
 		return "file"
 	}
-	name := path.Base(pu.Path)
+	// The last segment as escaped, then unescaped: "a%2Fb" is one
+	// segment, whose "/" is replaced below.
+	name := path.Base(path.Clean("/" + pu.EscapedPath()))
+	if un, err := url.PathUnescape(name); err == nil {
+		name = un
+	}
 	if name == "/" || name == "." || name == "" {
 		name = pu.Hostname()
 	}

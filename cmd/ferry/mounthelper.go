@@ -42,9 +42,15 @@ func helperArgs(argv0 string, args []string) (out []string, ok, fake bool, err e
 	if !isHelperCall(argv0, args) {
 		return nil, false, false, nil
 	}
-	var pos, opts []string
+	// The manifest and the mountpoint always come first, so a name that
+	// starts with "-" is not taken for a flag.
+	if len(args) < 2 {
+		return nil, true, false, usagef("mount", "mount helper: want MANIFEST and MOUNTPOINT, got %d argument(s)", len(args))
+	}
+	pos := args[:2]
+	var opts []string
 	sloppy := false
-	for i := 0; i < len(args); i++ {
+	for i := 2; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "-o" || a == "-t" || a == "-N":
@@ -77,11 +83,8 @@ func helperArgs(argv0 string, args []string) (out []string, ok, fake bool, err e
 				}
 			}
 		default:
-			pos = append(pos, a)
+			return nil, true, false, usagef("mount", "mount helper: unexpected argument %q after MANIFEST and MOUNTPOINT", a)
 		}
-	}
-	if len(pos) != 2 {
-		return nil, true, false, usagef("mount", "mount helper: want MANIFEST and MOUNTPOINT, got %d argument(s)", len(pos))
 	}
 	flags, err := optionFlags(strings.Join(opts, ","), sloppy)
 	if err != nil {

@@ -161,8 +161,9 @@ func drawScreen(w io.Writer, sts []control.Status, width int) {
 		line("")
 		line(totalsLine(st))
 		line(countsLine(st.Totals))
-		nameW := min(max(width/3, 12), 48)
-		barW := max(width-nameW-52, 10)
+		// name, bar, then about 60 columns of numbers and the state.
+		nameW := min(max(width/4, 12), 40)
+		barW := min(max(width-nameW-72, 10), 60)
 		line(fmt.Sprintf("%-*s %s %5s %21s %11s %8s", nameW, "total", bar(st.Totals.Local, st.Totals.Size, barW),
 			percent(st.Totals.Local, st.Totals.Size), progress(st.Totals.Local, st.Totals.Size), rate(st.Totals.Rate), etaString(st.Totals.ETASeconds)))
 		for _, t := range st.Transfers {
