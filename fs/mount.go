@@ -305,8 +305,12 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 			// write-ish syscall and by ls -Z) in go-fuse without a
 			// round trip; we carry no labels.
 			IgnoreSecurityLabels: true,
-			Debug:                opts.Debug,
-			Logger:               slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
+			// Reads are answered from a buffer (ReadResultData): a
+			// splice would only copy it into a pipe first, and logs a
+			// line per 1 MiB read when the pipe cannot grow.
+			DisableSplice: true,
+			Debug:         opts.Debug,
+			Logger:        slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
 		},
 		// The tree is fixed for the life of the mount, so names
 		// (positive and negative) may be cached for long.
