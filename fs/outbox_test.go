@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"ferry/manifest"
 	"ferry/origin"
@@ -172,6 +173,16 @@ func TestOutboxDoesNotOverwrite(t *testing.T) {
 	}
 	if got := readAll(t, fx.path("exists.txt")); string(got) != "local" {
 		t.Errorf("the outbox copy reads %q", got)
+	}
+	// Once the remote file is gone, touch queues the failed file again.
+	fx.srv.Remove("up/exists.txt")
+	now := time.Now()
+	if err := os.Chtimes(fx.path("exists.txt"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	fx.waitGone("exists.txt")
+	if got, _ := fx.remote("exists.txt"); string(got) != "local" {
+		t.Errorf("after touch: remote %q", got)
 	}
 }
 
