@@ -164,7 +164,8 @@ type item struct {
 
 // New loads the queue from q. Records of files that were being changed
 // when the last process stopped (cache.OutboxOpen) are dropped: their
-// staged bytes are not the committed ones. Call Entries to see what was
+// staged bytes are not the committed ones. So are records whose path
+// checkPath refuses (nothing writes them; the check guards the tree). Call Entries to see what was
 // loaded, then Start.
 func New(q Queue, opts Options) (*Uploader, error) {
 	if err := checkOptions(&opts); err != nil {
@@ -183,8 +184,9 @@ func New(q Queue, opts Options) (*Uploader, error) {
 		return nil, fmt.Errorf("uploader: loading the queue: %w", err)
 	}
 	for _, r := range recs {
-		if r.State == cache.OutboxOpen {
-			u.log.Warn("uploader: dropping a file that was being changed when ferry stopped", "path", r.Path)
+		if r.State == cache.OutboxOpen || checkPath(r.Path) != nil {
+			u.log.Warn("uploader: dropping a file that was being changed when ferry stopped, or has a bad path",
+				"path", r.Path, "state", r.State)
 			if err := q.DeleteOutbox(r.Seq); err != nil {
 				return nil, fmt.Errorf("uploader: %w", err)
 			}

@@ -375,6 +375,9 @@ func TestDroppedAtStart(t *testing.T) {
 	if _, err := fx.u.Modify(1); err != nil {
 		t.Fatal(err)
 	}
+	if err := fx.cache.PutOutbox(cache.OutboxRecord{Seq: 2, Path: "../escape", State: cache.OutboxQueued}, true); err != nil {
+		t.Fatal(err)
+	}
 	fx.close()
 	fx.open()
 	if es := fx.u.Entries(); len(es) != 0 {
