@@ -18,6 +18,7 @@ var forbidden = map[string][]string{
 	"ferry/cache":    {"ferry/fetcher", "ferry/fs", "ferry/cmd/ferry"},
 	"ferry/origin":   {"ferry/cache", "ferry/fetcher", "ferry/fs", "ferry/cmd/ferry"},
 	"ferry/fs":       {"ferry/cmd/ferry"},
+	"ferry/uploader": {"ferry/fs", "ferry/fetcher", "ferry/cmd/ferry"},
 }
 
 func TestImportBoundaries(t *testing.T) {
