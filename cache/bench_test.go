@@ -236,3 +236,27 @@ func BenchmarkOpen100kBlocks(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkOpenEmpty is Open (then Close) of an empty cache directory, to
+// compare with BenchmarkOpen100kBlocks.
+func BenchmarkOpenEmpty(b *testing.B) {
+	dir := b.TempDir()
+	c, err := Open(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		c, err := Open(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
