@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -478,18 +479,35 @@ func within(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
-// Mounts returns the mountpoints of every ferry mount in this process's
-// mount namespace, in mount order (of every user: the caller filters).
-func Mounts() ([]string, error) {
-	entries, err := mountEntries()
+// MountInfo is one ferry mount of /proc/self/mountinfo.
+type MountInfo struct {
+	Dir string // the mountpoint
+	UID int    // the mounting user (the FUSE user_id option); -1 if not shown
+}
+
+// Mounts returns every ferry mount in this process's mount namespace, of
+// every user, in mount order.
+func Mounts() ([]MountInfo, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fs: %w", err)
 	}
-	var out []string
-	for _, e := range entries {
-		if e.fstype == "fuse."+fsName {
-			out = append(out, e.mountpoint)
+	var out []MountInfo
+	for _, line := range strings.Split(string(data), "\n") {
+		e, ok := parseMountinfoLine(line)
+		if !ok || e.fstype != "fuse."+fsName {
+			continue
 		}
+		mi := MountInfo{Dir: e.mountpoint, UID: -1}
+		fields := strings.Fields(line)
+		for _, opt := range strings.Split(fields[len(fields)-1], ",") {
+			if v, ok := strings.CutPrefix(opt, "user_id="); ok {
+				if uid, err := strconv.Atoi(v); err == nil {
+					mi.UID = uid
+				}
+			}
+		}
+		out = append(out, mi)
 	}
 	return out, nil
 }

@@ -120,8 +120,11 @@ func statusTargets(ctx context.Context, e *env, args []string) ([]*statusTarget,
 	}
 	broken := 0
 	for _, m := range mounts {
-		c, err := connect(ctx, m)
-		if errors.Is(err, control.ErrForeign) || isForeignMount(m) {
+		if m.UID >= 0 && m.UID != os.Geteuid() {
+			continue // another user's
+		}
+		c, err := connect(ctx, m.Dir)
+		if errors.Is(err, control.ErrForeign) {
 			continue
 		}
 		if err != nil {
@@ -129,22 +132,12 @@ func statusTargets(ctx context.Context, e *env, args []string) ([]*statusTarget,
 			broken++
 			continue
 		}
-		out = append(out, &statusTarget{mountpoint: m, client: c})
+		out = append(out, &statusTarget{mountpoint: m.Dir, client: c})
 	}
 	if broken > 0 {
 		return out, &codedError{code: exitFailure, msg: fmt.Sprintf("%d ferry mount(s) could not be shown", broken)}
 	}
 	return out, nil
-}
-
-// isForeignMount reports whether the root of the mount at dir belongs to
-// another user (then its status is none of ours, whatever the error).
-func isForeignMount(dir string) bool {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return false
-	}
-	return int(st.Uid) != os.Geteuid()
 }
 
 func fetchStatuses(ctx context.Context, targets []*statusTarget) ([]control.Status, error) {
