@@ -103,7 +103,10 @@ func mountCommand() *command {
 MOUNTPOINT. Files are fetched on demand, and in the background unless
 --no-background. ferry stays in the foreground until the mount is unmounted
 (ferry unmount, umount, fusermount3 -u) or it gets SIGINT or SIGTERM; then it
-unmounts and exits 0. With --daemon it returns as soon as the mount is live.`,
+unmounts and exits 0. With --daemon it returns as soon as the mount is live.
+'mount -t fuse.ferry MANIFEST MOUNTPOINT -o cache_dir=DIR,...' and fstab
+lines of type fuse.ferry do the same (options are these flags, with _ for -;
+see the README, "Mounting at boot").`,
 		example: "  ferry mount --daemon --max-conns 16 data.json /mnt/data",
 		flags: func(f *pflag.FlagSet) func(context.Context, *env, []string) error {
 			o := &mountOptions{}
