@@ -27,6 +27,8 @@ type File struct {
 	retryAt      time.Time         // no request before this (backoff)
 	failures     int               // transient failures in a row
 	lastErr      error             // the last transient error, until a success
+	storeErr     error             // the last failure of the store
+	storeErrs    int               // counts store failures, so readers see new ones
 	opens        int               // open handles: raises background rank
 	pinned       bool              // fetch whole before anything else
 	paused       bool              // no background work (pause, cancel)
@@ -128,9 +130,16 @@ func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error
 		defer t.Stop()
 		timeout = t.C
 	}
+	fl.f.mu.Lock()
+	storeErrs := fl.storeErrs
+	fl.f.mu.Unlock()
 	for {
 		fl.f.mu.Lock()
 		ch, err, closed := fl.changedLocked(), fl.err, fl.f.closed
+		if fl.storeErrs != storeErrs {
+			// The store failed to keep bytes while this read waited.
+			err = fl.storeErr
+		}
 		fl.f.mu.Unlock()
 		switch {
 		case closed:

@@ -2,6 +2,8 @@ package fetcher
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +51,24 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 	if n := fx.origin.Stats("busy.bin").Statuses[429]; n != 1 {
 		t.Fatalf("origin answered 429 %d times, want 1", n)
+	}
+}
+
+func TestStoreFailureFailsWaitingReads(t *testing.T) {
+	fx := newFixture(t, Options{})
+	fl, st := fx.add("full.bin", 4*testBS, 1, manifest.Normal)
+	st.mu.Lock()
+	st.failErr = errors.New("no space left on device")
+	st.mu.Unlock()
+	err := fl.Ensure(context.Background(), 0, 10)
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Ensure = %v, want the store's error", err)
+	}
+	// Once the store works again, reads do too.
+	st.mu.Lock()
+	st.failErr = nil
+	st.mu.Unlock()
+	if err := fl.Ensure(context.Background(), 0, 10); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -97,6 +97,10 @@ func (f *Fetcher) finishLocked(j *job, err error) {
 		return
 	default:
 		fl.lastErr = err
+		if se := (*storeErr)(nil); errors.As(err, &se) {
+			fl.storeErr = se
+			fl.storeErrs++
+		}
 		if j.src != nil && !fl.failedSourceLocked(j.src) {
 			// Another source is tried at once.
 			break
@@ -420,8 +424,16 @@ func (fl *File) storeError(gen uint64, err error) error {
 	if _, cur, _ := fl.st.Remote(); cur != gen {
 		return errors.Join(err, errRetry)
 	}
-	return err
+	return &storeErr{err}
 }
+
+// storeErr is a failure of the local store (a full or failing disk). It is
+// retried like a network error, but reads that wait fail with it at once:
+// the bytes they want cannot be kept.
+type storeErr struct{ err error }
+
+func (e *storeErr) Error() string { return e.err.Error() }
+func (e *storeErr) Unwrap() error { return e.err }
 
 // maxYield bounds how long a background or readahead transfer pauses
 // between two blocks while reads wait: enough for a read's block to arrive
