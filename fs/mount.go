@@ -54,6 +54,14 @@ type Options struct {
 	// sent or fails for good, with its mount-relative path; it runs on an
 	// upload worker and must not block long.
 	OnUploadDone func(path, state string, err error)
+	// OnDownloadDone, when set, is called once each time a file completes
+	// (its digest matched, if the manifest has one) or fails. It runs on
+	// a fetcher worker: it must not block.
+	OnDownloadDone func(fetcher.Info)
+	// Bandwidth limits background fill (--bwlimit); reads are never held.
+	Bandwidth fetcher.Bandwidth
+	// MaxConnsPerHost caps the connections to one host; 0: MaxConns.
+	MaxConnsPerHost int
 	// CacheMaxSize bounds the bytes of remote data kept in the cache
 	// (cache.Options.MaxSize); 0: no bound but the disk's.
 	CacheMaxSize int64
@@ -131,7 +139,10 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		Logger:      opts.Logger,
 		// Background fill only fills free room in the cache; it never
 		// evicts (cache/space.go).
-		Room: c.Room,
+		Room:            c.Room,
+		OnDone:          opts.OnDownloadDone,
+		Bandwidth:       opts.Bandwidth,
+		MaxConnsPerHost: opts.MaxConnsPerHost,
 	})
 	wake.Store(fet)
 	defer func() {

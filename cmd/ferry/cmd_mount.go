@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"ferry/fetcher"
 	"ferry/fs"
 	"ferry/manifest"
 )
@@ -33,6 +34,9 @@ type mountOptions struct {
 	outboxKeep   bool
 	cacheMaxSize string
 	cacheMinFree string
+	bwlimit      string
+	perHost      int
+	onComplete   string
 }
 
 // AddFlags registers the flags; their names are part of the contract
@@ -49,6 +53,9 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users access the mount (non-root needs user_allow_other in /etc/fuse.conf)")
 	f.BoolVar(&o.outboxKeep, "outbox-keep", false, "keep outbox files once sent (user.ferry.state \"sent\") instead of removing them")
 	f.StringVar(&o.cacheMaxSize, "cache-max-size", "0", "most bytes of remote data the cache keeps, e.g. 20G; least recently used blocks are evicted, pinned files never (0: no limit but the disk's)")
+	f.StringVar(&o.bwlimit, "bwlimit", "", "limit background fill (never reads a program waits on), in bytes per second: 10M, or a time table like \"08:00,1M 18:00,off\"")
+	f.IntVar(&o.perHost, "max-conns-per-host", 0, "connections to any one origin host (0: --max-conns)")
+	f.StringVar(&o.onComplete, "on-complete", "", "shell command run for each file that completes or fails, downloads and uploads; it gets FERRY_EVENT, FERRY_PATH, FERRY_STATE, FERRY_SIZE, FERRY_URL, FERRY_ERROR in its environment")
 	f.StringVar(&o.cacheMinFree, "cache-min-free", "0", "free space the cache leaves on its file system, e.g. 1G; blocks are evicted rather than take it (0: none)")
 }
 
@@ -58,6 +65,7 @@ type validated struct {
 	level        slog.Level
 	cacheMaxSize int64
 	cacheMinFree int64
+	bandwidth    fetcher.Bandwidth
 }
 
 func (o *mountOptions) validate() (validated, error) {
@@ -90,6 +98,12 @@ func (o *mountOptions) validate() (validated, error) {
 	}
 	if v.cacheMinFree, err = parseSize(o.cacheMinFree); err != nil {
 		return v, usagef("mount", "--cache-min-free: %v", err)
+	}
+	if v.bandwidth, err = fetcher.ParseBandwidth(o.bwlimit); err != nil {
+		return v, usagef("mount", "--bwlimit: %v", err)
+	}
+	if o.perHost < 0 || o.perHost > o.maxConns {
+		return v, usagef("mount", "--max-conns-per-host %d: want 0 to --max-conns (%d)", o.perHost, o.maxConns)
 	}
 	return v, nil
 }
@@ -161,16 +175,37 @@ func mountForeground(ctx context.Context, logw io.Writer, o *mountOptions, v val
 	if err != nil {
 		return &manifestError{err}
 	}
+	var hooks *hookRunner
+	var onDownload func(fetcher.Info)
+	var onUpload func(path, state string, err error)
+	if o.onComplete != "" {
+		abs, err := filepath.Abs(mountpoint)
+		if err != nil {
+			return fmt.Errorf("mountpoint: %w", err)
+		}
+		hooks = newHookRunner(o.onComplete, abs, log)
+		defer hooks.close()
+		onDownload = func(i fetcher.Info) {
+			hooks.send(hookEvent{kind: "download", path: i.Path, state: string(i.State), size: i.Size, url: i.URL, err: i.Err})
+		}
+		onUpload = func(path, state string, err error) {
+			hooks.send(hookEvent{kind: "upload", path: path, state: state, size: -1, err: err})
+		}
+	}
 	mnt, err := fs.MountContext(ctx, mountpoint, m, fs.Options{
-		CacheDir:    cacheDir,
-		BlockSize:   v.blockSize,
-		MaxConns:    o.maxConns,
-		Background:  !o.noBackground,
-		ReadTimeout: o.readTimeout,
-		AllowOther:  o.allowOther,
-		OutboxKeep:  o.outboxKeep,
-		Logger:      log,
-		Debug:       v.level < slog.LevelDebug,
+		OnDownloadDone:  onDownload,
+		OnUploadDone:    onUpload,
+		Bandwidth:       v.bandwidth,
+		MaxConnsPerHost: o.perHost,
+		CacheDir:        cacheDir,
+		BlockSize:       v.blockSize,
+		MaxConns:        o.maxConns,
+		Background:      !o.noBackground,
+		ReadTimeout:     o.readTimeout,
+		AllowOther:      o.allowOther,
+		OutboxKeep:      o.outboxKeep,
+		Logger:          log,
+		Debug:           v.level < slog.LevelDebug,
 		// Capacity of the cache (cache/space.go).
 		CacheMaxSize: v.cacheMaxSize,
 		CacheMinFree: v.cacheMinFree,
