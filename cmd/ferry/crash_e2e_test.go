@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -36,8 +37,8 @@ func (f crashFile) bytes(off, n int64) []byte {
 
 // TestE2EKill9Torture kills a real `ferry mount --daemon` with SIGKILL at
 // random moments while it fills several files in the background from a
-// bandwidth-capped origin (and while a reader reads random ranges through
-// the mount), then mounts the same cache directory again, many times.
+// bandwidth-capped origin (and while three readers read random ranges
+// through the mount), then mounts the same cache directory again, many times.
 //
 // It proves, for kill -9 (the page cache survives, the process does not):
 //   - every read through the mount, in every life, returns the source's
@@ -93,11 +94,13 @@ func TestE2EKill9Torture(t *testing.T) {
 		live := time.Now()
 		var killed atomic.Bool
 		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			readRandomly(t, mnt, files, rand.New(rand.NewPCG(seed, uint64(round))), &killed, stop, &reads, &failedReads)
-		}()
+		var readers sync.WaitGroup
+		for g := range 3 {
+			readers.Go(func() {
+				rng := rand.New(rand.NewPCG(seed, uint64(round*3+g)))
+				readRandomly(t, mnt, files, rng, &killed, stop, &reads, &failedReads)
+			})
+		}
 		// Most kills land mid-fill; some right after the mount went live.
 		delay := time.Duration(rng.Int64N(int64(time.Second)))
 		if rng.IntN(5) == 0 {
@@ -113,7 +116,7 @@ func TestE2EKill9Torture(t *testing.T) {
 		}
 		ws := waitExit(t, pid)
 		close(stop)
-		<-done
+		readers.Wait()
 		if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 			t.Fatalf("round %d: the daemon ended with %v before the kill\n%s", round, ws, logTail(cacheDir))
 		}
@@ -168,7 +171,7 @@ func readRandomly(t *testing.T, mnt string, files []crashFile, rng *rand.Rand, k
 		}
 		f := files[rng.IntN(len(files))]
 		off := rng.Int64N(f.size)
-		n := min(1+rng.Int64N(256<<10), f.size-off)
+		n := min(1+rng.Int64N(64<<10), f.size-off)
 		buf := make([]byte, n)
 		got, err := preadOnce(filepath.Join(mnt, f.path), buf, off)
 		if err != nil {
