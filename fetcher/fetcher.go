@@ -108,6 +108,10 @@ type Options struct {
 	// any, matched) or fails. It runs on a worker: it must not block long
 	// and must not call back into the fetcher synchronously.
 	OnDone func(Info)
+	// OnReset is called after the file's local copy was dropped because
+	// the remote changed or failed its digest: cached copies of the old
+	// bytes (the kernel's page cache) must go. Same rules as OnDone.
+	OnReset func(*File)
 }
 
 // Spec describes one remote file.

@@ -300,6 +300,9 @@ func (fl *File) reset(gen uint64, reason string) (uint64, error) {
 	fl.restarts++
 	fl.notifyLocked()
 	fl.f.mu.Unlock()
+	if cb := fl.f.opts.OnReset; cb != nil {
+		cb(fl)
+	}
 	return ngen, nil
 }
 

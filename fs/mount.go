@@ -83,6 +83,7 @@ type Mounted struct {
 	dev     string        // major:minor of the mount, "" if unknown
 	served  chan struct{} // closed when the FUSE serve loop has ended
 	ctl     controlState  // the control socket (control.go)
+	inval   *invalidator  // drops the kernel's pages of dropped files
 
 	closeOnce sync.Once
 	closeErr  error
@@ -132,6 +133,7 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 			c.Close()
 		}
 	}()
+	iv := newInvalidator(opts.Logger)
 	fet := fetcher.New(fetcher.Options{
 		MaxConns:    opts.MaxConns,
 		Background:  opts.Background,
@@ -140,7 +142,8 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		// Background fill only fills free room in the cache; it never
 		// evicts (cache/space.go).
 		Room:            c.Room,
-		OnDone:          opts.OnDownloadDone,
+		OnDone:          iv.done(opts.OnDownloadDone),
+		OnReset:         iv.reset,
 		Bandwidth:       opts.Bandwidth,
 		MaxConnsPerHost: opts.MaxConnsPerHost,
 	})
@@ -161,6 +164,9 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	files, err := addFiles(m, c, fet, sh)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range files {
+		iv.add(f.node)
 	}
 	if pinned, limit, over := c.PinsExceedLimit(); over {
 		opts.Logger.Warn("fs: pinned files are larger than the cache may hold: the limit cannot hold and pinned files fill only as room allows",
@@ -186,7 +192,7 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		sh.files++
 		sh.totalBytes += f.node.size
 	}
-	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, outbox: ob, served: make(chan struct{})}
+	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, outbox: ob, served: make(chan struct{}), inval: iv}
 	// The control socket is up before the mount is live, and its path is
 	// in the root's user.ferry.control attribute.
 	if err := mnt.startControl(opts); err != nil {
@@ -410,6 +416,7 @@ func (m *Mounted) Close() error {
 		if err := m.fetcher.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("fs: closing fetcher: %w", err))
 		}
+		m.inval.close()
 		if err := m.cache.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("fs: closing cache: %w", err))
 		}

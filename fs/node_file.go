@@ -44,6 +44,11 @@ type fileNode struct {
 	// openRestarts is the cache's restart count at the last open: when it
 	// changed, the kernel's cached pages are of an older version.
 	openRestarts int
+	// openAt counts the open handles by the restart count they were
+	// opened at. While a handle of an older version is open, new handles
+	// bypass the page cache (FOPEN_DIRECT_IO): pages of the new version
+	// must never be where an old handle can read them without asking.
+	openAt map[int]int
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -82,6 +87,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		keep = 0
 		n.openRestarts = restarts
 	}
+	if n.olderOpenLocked(restarts) {
+		keep = fuse.FOPEN_DIRECT_IO
+	}
 	// An open file is filled before closed ones in the background.
 	n.fetch.Opened()
 	// The kernel reads a passthrough file without asking: the cache must
@@ -93,12 +101,14 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		f, err := os.Open(n.store.DataPath())
 		if err == nil {
 			n.passthruOpen++
+			n.countOpenLocked(restarts, 1)
 			return &passthroughHandle{handle: handle{node: n, restarts: restarts}, f: f}, keep, 0
 		}
 		n.store.Unhold()
 		n.sh.log.Warn("fs: passthrough unavailable, serving reads", "path", n.path, "err", err)
 	}
 	n.cachedOpen++
+	n.countOpenLocked(restarts, 1)
 	return &handle{node: n, restarts: restarts, nonblock: flags&syscall.O_NONBLOCK != 0}, keep, 0
 }
 
@@ -196,6 +206,7 @@ type handle struct {
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.node.mu.Lock()
 	h.node.cachedOpen--
+	h.node.countOpenLocked(h.restarts, -1)
 	h.node.mu.Unlock()
 	h.node.fetch.Closed()
 	return 0
@@ -216,6 +227,7 @@ func (h *passthroughHandle) PassthroughFd() (int, bool) {
 func (h *passthroughHandle) Release(ctx context.Context) syscall.Errno {
 	h.node.mu.Lock()
 	h.node.passthruOpen--
+	h.node.countOpenLocked(h.restarts, -1)
 	h.node.mu.Unlock()
 	h.node.store.Unhold()
 	h.node.fetch.Closed()
@@ -223,4 +235,26 @@ func (h *passthroughHandle) Release(ctx context.Context) syscall.Errno {
 		h.node.sh.log.Warn("fs: closing data file", "path", h.node.path, "err", err)
 	}
 	return 0
+}
+
+// countOpenLocked adds d to the handles open at restart count r. n.mu is
+// held.
+func (n *fileNode) countOpenLocked(r, d int) {
+	if n.openAt == nil {
+		n.openAt = make(map[int]int)
+	}
+	if n.openAt[r] += d; n.openAt[r] <= 0 {
+		delete(n.openAt, r)
+	}
+}
+
+// olderOpenLocked reports whether a handle of a version older than r is
+// open. n.mu is held.
+func (n *fileNode) olderOpenLocked(r int) bool {
+	for at := range n.openAt {
+		if at != r {
+			return true
+		}
+	}
+	return false
 }

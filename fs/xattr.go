@@ -51,14 +51,8 @@ func copyXattr(dest []byte, val string) (uint32, syscall.Errno) {
 // are local): a restarted mount knows what is local before the fetcher did
 // anything.
 func (n *fileNode) state() fetcher.State {
+	// The fetcher's word: a file with a digest is complete only once the
+	// digest matched, though all its blocks may be local before.
 	st, _ := n.fetch.State()
-	switch {
-	case st == fetcher.StateFailed:
-		return fetcher.StateFailed
-	case n.store.Complete():
-		return fetcher.StateComplete
-	case n.store.LocalBytes() > 0:
-		return fetcher.StatePartial
-	}
 	return st
 }
