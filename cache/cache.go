@@ -249,6 +249,18 @@ func Open(dir string, opts Options) (*Cache, error) {
 	}
 	c.cm.start(c, window)
 	c.space.start()
+	// Check the blocks committed just before an unclean stop now rather
+	// than at the first File call: a run that loads no file and closes
+	// cleanly must not hide the unclean stop from the next one.
+	c.dbMu.RLock()
+	c.filesMu.Lock()
+	err = c.recoverRecent()
+	c.filesMu.Unlock()
+	c.dbMu.RUnlock()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
