@@ -11,8 +11,11 @@ import (
 )
 
 // Pin records r as the version every block of generation gen comes from.
-// It is durable when Pin returns. ErrStale if gen is not current; an error
-// if a different validator is already pinned for gen.
+// It is written without a sync of its own: the group commit that first marks
+// a block of this version present is synced and follows it in Pebble's log,
+// so the pin is durable before any block relies on it, and the first read
+// of a file waits for no sync. ErrStale if gen is not current; an error if a
+// different validator is already pinned for gen.
 //
 // r.Size must be known (>= 0). Blocks written before Pin must fit in it.
 func (f *File) Pin(gen uint64, r Remote) error {
@@ -43,7 +46,7 @@ func (f *File) Pin(gen uint64, r Remote) error {
 	}
 	rec := f.rec
 	rec.Pinned, rec.Remote = true, r
-	if err := f.c.writeRecord(&rec, pebble.Sync); err != nil {
+	if err := f.c.writeRecord(&rec, pebble.NoSync); err != nil {
 		return fmt.Errorf("cache: pin %q: %w", rec.Path, err)
 	}
 	f.rec = rec

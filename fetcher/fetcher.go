@@ -54,7 +54,8 @@ type Store interface {
 	BlockSize() int64
 	// Remote returns the pinned validator and the current generation.
 	Remote() (r Remote, gen uint64, ok bool)
-	// Pin records the validator for generation gen, durably.
+	// Pin records the validator for generation gen; it is durable before
+	// any block of gen is.
 	Pin(gen uint64, r Remote) error
 	// Present reports whether block idx is local; cheap.
 	Present(idx int64) bool
