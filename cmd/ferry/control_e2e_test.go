@@ -362,7 +362,9 @@ func TestE2EStatusAndErrors(t *testing.T) {
 		}
 	}
 	// No argument: every ferry mount of this user, this one among them.
-	r = mustFerry(t, "status", "--json")
+	// Other packages' tests may have mounts of their own (without a
+	// control socket) at the same time: the exit status may say so.
+	r = ferry(t, "status", "--json")
 	if !strings.Contains(r.stdout, `"mountpoint":"`+mnt+`"`) {
 		t.Errorf("status without a mountpoint does not show %s:\n%s", mnt, r.stdout)
 	}
