@@ -97,6 +97,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	// only a file the fetcher calls complete (not failed, say on a digest
 	// mismatch) may be handed over.
 	st, _ := n.fetch.State()
+	if st == fetcher.StateFailed {
+		// Reads must fail with EIO, also where the kernel still caches
+		// pages of the file (the invalidation runs on its own).
+		keep = fuse.FOPEN_DIRECT_IO
+	}
 	if n.cachedOpen == 0 && n.sh.passthrough.Load() && st == fetcher.StateComplete && n.store.HoldComplete() {
 		f, err := os.Open(n.store.DataPath())
 		if err == nil {
