@@ -107,7 +107,9 @@ func (f *Fetcher) raiseOrStealLocked(j *job, i int64, c class) bool {
 		f.queue.raise(j, c)
 		return false
 	}
-	if j.stream || i-j.pos.Load() < stealDistance {
+	// Only a read that waits takes blocks over: the bytes the origin sent
+	// past the cut are lost, and readahead is not worth that.
+	if j.stream || c != classDemand || i-j.pos.Load() < stealDistance {
 		return false
 	}
 	fl := j.file

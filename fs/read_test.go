@@ -291,7 +291,9 @@ func TestRestartReusesLocalBlocks(t *testing.T) {
 		if idx := refetched(t, st.Ranges, before[i].blocks); idx >= 0 {
 			t.Errorf("%s: block %d was local before the restart and was fetched again", f.path, idx)
 		}
-		if limit := f.size - before[i].bytes + 4*testBlockSize; st.BytesSent > limit {
+		// The bytes an origin had sent past the cut of a transfer that a
+		// waiting read took blocks from are lost: allow 1/16 of the file.
+		if limit := f.size - before[i].bytes + 4*testBlockSize + f.size/16; st.BytesSent > limit {
 			t.Errorf("%s: %d bytes sent after restart with %d of %d local before: more than %d",
 				f.path, st.BytesSent, before[i].bytes, f.size, limit)
 		}
