@@ -19,6 +19,7 @@ var forbidden = map[string][]string{
 	"ferry/origin":   {"ferry/cache", "ferry/fetcher", "ferry/fs", "ferry/cmd/ferry"},
 	"ferry/fs":       {"ferry/cmd/ferry"},
 	"ferry/uploader": {"ferry/fs", "ferry/fetcher", "ferry/cmd/ferry"},
+	"ferry/control":  {"ferry/fs", "ferry/cmd/ferry"},
 }
 
 func TestImportBoundaries(t *testing.T) {
