@@ -2,10 +2,13 @@ package fs
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,18 +34,13 @@ func BenchmarkDemandLatency(b *testing.B) {
 func benchDemandLatency(b *testing.B, load bool) {
 	requireFUSE(b)
 	const size = 1 << 30
-	srv := origin.New(origin.Options{})
-	base, err := srv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close() })
-	srv.PutGenerated("target", size, 1)
+	// The origin runs in a process of its own, as a real one would: in
+	// this process it would compete with the mount for the Go scheduler.
+	base := startLatencyOrigin(b)
 	files := []manifest.File{{Path: "target", URL: base + "/target", Size: size, Priority: manifest.Low, Line: 1}}
 	if load {
 		for i := range 4 {
 			p := fmt.Sprintf("load%d", i)
-			srv.PutGenerated(p, 4<<30, uint64(i+2))
 			files = append(files, manifest.File{Path: p, URL: base + "/" + p, Size: 4 << 30, Priority: manifest.High, Line: i + 2})
 		}
 	}
@@ -85,7 +83,54 @@ func benchDemandLatency(b *testing.B, load bool) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-	if load {
-		b.ReportMetric(float64(srv.TotalBytesSent())/float64(1<<20), "origin-MiB")
+}
+
+// startLatencyOrigin runs TestLatencyBenchOrigin in a child process and
+// returns its base URL; the child ends with the benchmark.
+func startLatencyOrigin(b *testing.B) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLatencyBenchOrigin$")
+	cmd.Env = append(os.Environ(), "FERRY_LATENCY_ORIGIN=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	var base string
+	if _, err := fmt.Fscanln(stdout, &base); err != nil || !strings.HasPrefix(base, "http://") {
+		b.Fatalf("latency origin: %q, %v", base, err)
+	}
+	go io.Copy(io.Discard, stdout)
+	return base
+}
+
+// TestLatencyBenchOrigin is the origin process of BenchmarkDemandLatency;
+// it does nothing in a normal test run. It serves the generated objects
+// until its stdin closes.
+func TestLatencyBenchOrigin(t *testing.T) {
+	if os.Getenv("FERRY_LATENCY_ORIGIN") == "" {
+		t.Skip("the origin process of BenchmarkDemandLatency")
+	}
+	srv := origin.New(origin.Options{})
+	base, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.PutGenerated("target", 1<<30, 1)
+	for i := range 4 {
+		srv.PutGenerated(fmt.Sprintf("load%d", i), 4<<30, uint64(i+2))
+	}
+	fmt.Println(base)
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
