@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"ferry/internal/retry"
 )
 
 // userAgent names ferry to origins.
@@ -151,7 +153,7 @@ func classifyStatus(resp *http.Response) error {
 	se := &statusError{code: resp.StatusCode}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		se.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		se.retryAfter = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return se
 	case http.StatusRequestTimeout, http.StatusTooEarly:
 		return se
@@ -160,23 +162,6 @@ func classifyStatus(resp *http.Response) error {
 		return se
 	}
 	return permanent(se)
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		return min(time.Duration(secs)*time.Second, time.Hour)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), time.Hour)
-	}
-	return 0
 }
 
 // permanentError marks an error that retrying will not fix.

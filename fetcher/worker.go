@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"ferry/internal/retry"
 )
 
 // errRetry asks for the job to be tried again at once: the file was reset
@@ -119,15 +120,9 @@ func (f *Fetcher) finishLocked(j *job, err error) {
 	fl.notifyLocked()
 }
 
-// backoff is the delay before attempt n+1: exponential with full jitter in
-// its upper half.
+// backoff is the delay before attempt n+1 (internal/retry).
 func (f *Fetcher) backoff(n int) time.Duration {
-	d := f.opts.Backoff
-	for i := 1; i < n && d < f.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, f.opts.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return retry.Backoff(n, f.opts.Backoff, f.opts.MaxBackoff)
 }
 
 // wakeAtLocked makes sure idle workers look for background work again at t,

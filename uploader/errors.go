@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"ferry/internal/retry"
 )
 
 // statusError is an HTTP answer that is not a success.
@@ -52,12 +53,12 @@ func classify(resp *http.Response) error {
 	se := &statusError{code: resp.StatusCode, msg: readMessage(resp.Body)}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		se.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		se.retryAfter = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return se
 	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooEarly:
 		return se
 	case resp.StatusCode >= 500:
-		se.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		se.retryAfter = retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return se
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return permanent(fmt.Errorf("%w (redirects are not followed for uploads; Location %q)", se, resp.Header.Get("Location")))
@@ -73,22 +74,4 @@ func readMessage(r io.Reader) string {
 		s = s[:200] + "…"
 	}
 	return s
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad,
-// at most an hour.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		return min(time.Duration(secs)*time.Second, time.Hour)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), time.Hour)
-	}
-	return 0
 }

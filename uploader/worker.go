@@ -5,11 +5,11 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"ferry/cache"
+	"ferry/internal/retry"
 )
 
 // readyHeap orders queued items by (notBefore, order). An entry is stale
@@ -215,15 +215,9 @@ func (u *Uploader) retryLocked(it *item, err error) {
 	u.queueLocked(it)
 }
 
-// backoff is the delay before attempt n+1: exponential with jitter in its
-// upper half (the fetcher's rule).
+// backoff is the delay before attempt n+1 (internal/retry).
 func (u *Uploader) backoff(n int) time.Duration {
-	d := u.opts.Backoff
-	for i := 1; i < n && d < u.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, u.opts.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return retry.Backoff(n, u.opts.Backoff, u.opts.MaxBackoff)
 }
 
 // logPersist persists it's record, logging a failure (the outcome stands in
