@@ -88,8 +88,16 @@ func benchDemandLatency(b *testing.B, load bool) {
 // startLatencyOrigin runs TestLatencyBenchOrigin in a child process and
 // returns its base URL; the child ends with the benchmark.
 func startLatencyOrigin(b *testing.B) string {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLatencyBenchOrigin$")
-	cmd.Env = append(os.Environ(), "FERRY_LATENCY_ORIGIN=1")
+	return startChildServer(b, "TestLatencyBenchOrigin", "FERRY_LATENCY_ORIGIN=1")
+}
+
+// startChildServer runs the test named test of this binary in a child
+// process, with env added to its environment. The child prints its base
+// URL on its first line and serves until its stdin closes, which happens
+// when the benchmark ends.
+func startChildServer(b *testing.B, test string, env ...string) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -108,7 +116,7 @@ func startLatencyOrigin(b *testing.B) string {
 	})
 	var base string
 	if _, err := fmt.Fscanln(stdout, &base); err != nil || !strings.HasPrefix(base, "http://") {
-		b.Fatalf("latency origin: %q, %v", base, err)
+		b.Fatalf("%s: %q, %v", test, base, err)
 	}
 	go io.Copy(io.Discard, stdout)
 	return base

@@ -66,30 +66,7 @@ func BenchmarkOutboxVsCurl(b *testing.B) {
 // startBenchServer runs TestOutboxBenchServer in a child process and
 // returns its base URL; the child ends when the benchmark does.
 func startBenchServer(b *testing.B, kind string, size int64) string {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxBenchServer$")
-	cmd.Env = append(os.Environ(), "FERRY_BENCH_SERVER="+kind, "FERRY_BENCH_UPLOAD_SIZE="+strconv.FormatInt(size, 10))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		cmd.Wait()
-	})
-	var base string
-	if _, err := fmt.Fscanln(stdout, &base); err != nil || !strings.HasPrefix(base, "http://") {
-		b.Fatalf("bench server: %q, %v", base, err)
-	}
-	go io.Copy(io.Discard, stdout)
-	return base
+	return startChildServer(b, "TestOutboxBenchServer", "FERRY_BENCH_SERVER="+kind, "FERRY_BENCH_UPLOAD_SIZE="+strconv.FormatInt(size, 10))
 }
 
 // TestOutboxBenchServer is the server process of BenchmarkOutboxVsCurl;
