@@ -40,6 +40,7 @@ type File struct {
 	hashFailures int               // per-block digest mismatches
 	doneSent     bool              // OnDone was called for the current outcome
 	verified     bool              // the whole-file digest matched
+	verifying    bool              // a worker is checking the whole-file digest
 	srcs         []*source         // the main URL, then the mirrors
 	pref         *source           // where reads go: the last source that worked
 	srcNext      int               // spreads background jobs over the sources

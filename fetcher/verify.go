@@ -48,7 +48,20 @@ func (f *Fetcher) settle(fl *File) {
 		return
 	}
 	if !failed && fl.spec.SHA256 != "" && !verified {
-		if err := f.verify(fl, size); err != nil {
+		// One check at a time: workers that finish jobs of the same file
+		// together must not count one mismatch twice.
+		f.mu.Lock()
+		busy := fl.verifying
+		fl.verifying = true
+		f.mu.Unlock()
+		if busy {
+			return
+		}
+		err := f.verify(fl, size)
+		f.mu.Lock()
+		fl.verifying = false
+		f.mu.Unlock()
+		if err != nil {
 			return
 		}
 	}
