@@ -15,25 +15,13 @@ import (
 
 	"ferry/control"
 	ferryfs "ferry/fs"
+	"ferry/internal/testutil"
 	"ferry/manifest"
 	"ferry/origin"
 )
 
 // The server and the client are tested against real mounts (package fs
 // serves the API), on a real origin.
-
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("FUSE is required under CI=true: %v", err)
-	}
-	t.Skipf("skipping: FUSE not available: %v", err)
-}
 
 // mount mounts two generated files with the cache in cacheDir.
 func mount(t *testing.T, cacheDir string) *ferryfs.Mounted {
@@ -306,3 +294,5 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
+
+func requireFUSE(t *testing.T) { testutil.RequireFUSE(t) }

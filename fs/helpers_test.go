@@ -10,61 +10,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
+	"ferry/internal/testutil"
 	"ferry/manifest"
 	"ferry/origin"
 )
-
-// requireFUSE skips the test when /dev/fuse cannot be opened, except under
-// CI=true, where a missing FUSE is a failure: CI must run these tests.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("FUSE is required under CI=true: %v", err)
-	}
-	t.Skipf("skipping: FUSE not available: %v", err)
-}
-
-// testLogger sends records to t.Log: warnings and up normally, everything
-// under -v. Records logged after the test ended are dropped.
-func testLogger(t *testing.T) *slog.Logger {
-	level := slog.LevelWarn
-	if testing.Verbose() {
-		level = slog.LevelDebug
-	}
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
 
 // testOrigin starts an origin server for the test.
 func testOrigin(t *testing.T) (*origin.Server, string) {
@@ -216,3 +168,8 @@ func checkRange(seed uint64, off int64, p []byte) error {
 	}
 	return nil
 }
+
+// requireFUSE and testLogger are the shared ones (internal/testutil).
+func requireFUSE(t testing.TB) { testutil.RequireFUSE(t) }
+
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t) }

@@ -5,11 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"ferry/internal/testutil"
 )
 
 // harness is a started server with a client of its own.
@@ -124,43 +124,8 @@ var leakMarkers = []string{
 	"net/http.(*persistConn)",
 }
 
-// checkLeaks fails t when, after every later cleanup ran, goroutines of the
-// kinds in leakMarkers are still alive 10 seconds on. Register it first so
-// that it runs last. Tests using it must not run in parallel.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
+// checkLeaks fails t when goroutines of the kinds in leakMarkers outlive
+// it (internal/testutil). Register it first so that it runs last.
+func checkLeaks(t *testing.T) { testutil.CheckLeaks(t, leakMarkers...) }
 
-// leakedGoroutines returns the stacks matching leakMarkers, leaving out
-// test goroutines (this one and parents of subtests).
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "\ntesting.tRunner(") {
-			continue
-		}
-		for _, m := range leakMarkers {
-			if strings.Contains(g, m) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
-}
+func leakedGoroutines() []string { return testutil.Leaked(leakMarkers...) }

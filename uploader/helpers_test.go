@@ -4,13 +4,13 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"ferry/cache"
+	"ferry/internal/testutil"
 	"ferry/origin"
 )
 
@@ -212,35 +212,7 @@ func (w *testWriter) stop() {
 }
 
 // checkLeaks fails the test when goroutines of this package or of HTTP
-// connections outlive it. Register it first so that it runs last.
+// connections outlive it (internal/testutil). Register it first.
 func checkLeaks(t *testing.T) {
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			leaked := leaked()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-func leaked() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "\ntesting.tRunner(") {
-			continue
-		}
-		if strings.Contains(g, "ferry/uploader.") || strings.Contains(g, "net/http.(*persistConn)") {
-			out = append(out, g)
-		}
-	}
-	return out
+	testutil.CheckLeaks(t, "ferry/uploader.", "net/http.(*persistConn)")
 }

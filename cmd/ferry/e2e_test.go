@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/fs"
+	"ferry/internal/testutil"
 	"ferry/origin"
 )
 
@@ -65,20 +66,6 @@ func ferryBinary(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binPath
-}
-
-// requireFUSE skips without /dev/fuse, except under CI=true.
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		f.Close()
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("FUSE is required under CI=true: %v", err)
-	}
-	t.Skipf("skipping: FUSE not available: %v", err)
 }
 
 // result is a finished ferry run.
@@ -310,3 +297,5 @@ func TestE2ESignalUnmounts(t *testing.T) {
 	}
 	assertNotMounted(t, mnt)
 }
+
+func requireFUSE(t *testing.T) { testutil.RequireFUSE(t) }
