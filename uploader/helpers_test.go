@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -179,37 +178,8 @@ func gen(seed uint64, n int) []byte {
 
 func sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// testLogger logs to t.Log at Debug under -v, warnings otherwise.
-func testLogger(t *testing.T) *slog.Logger {
-	level := slog.LevelWarn
-	if testing.Verbose() {
-		level = slog.LevelDebug
-	}
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger is the shared test logger (internal/testutil).
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t) }
 
 // checkLeaks fails the test when goroutines of this package or of HTTP
 // connections outlive it (internal/testutil). Register it first.
