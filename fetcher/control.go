@@ -165,7 +165,8 @@ func (fl *File) Fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return fl.ensure(ctx, 0, size, false)
+	_, err = fl.ensure(ctx, 0, size, false, nil)
+	return err
 }
 
 // rateWindow estimates a transfer rate from the bytes of the last few

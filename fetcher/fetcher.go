@@ -173,6 +173,10 @@ type Fetcher struct {
 	lowActive    int           // workers running readahead or background jobs
 	demandActive int           // workers running demand jobs
 	demandIdle   chan struct{} // closed and replaced when demandActive drops to 0
+	demandEnd    time.Time     // when demandActive last dropped to 0
+	floorNext    time.Time     // a background transfer may take its next block then, reads or not
+	waiting      map[*File]int // reads waiting for missing blocks, per file
+	mem          map[memKey]*memBlock
 	wake         *time.Timer   // wakes idle workers when a backoff ends
 	wakeAt       time.Time
 	started      bool // background fill allowed

@@ -112,16 +112,29 @@ func (fl *File) blocks(size int64) int64 { return (size + fl.bs - 1) / fl.bs }
 // Options.ReadTimeout, ErrClosed once the fetcher closes, and the file's
 // error when it failed.
 func (fl *File) Ensure(ctx context.Context, off, n int64) error {
-	return fl.ensure(ctx, off, n, true)
+	_, err := fl.ensure(ctx, off, n, true, nil)
+	return err
 }
 
-func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error {
+// EnsureCopy is Ensure for the bytes [off, off+len(p)), which lie within
+// the file, except that it may copy them into p from a block that is
+// received but not yet in the store (and then returns true): a read need
+// not wait for the store's write. When it returns false with a nil error,
+// the bytes are local and the caller reads them from the store.
+func (fl *File) EnsureCopy(ctx context.Context, p []byte, off int64) (bool, error) {
+	return fl.ensure(ctx, off, int64(len(p)), true, p)
+}
+
+func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool, p []byte) (copied bool, err error) {
 	size, err := fl.Size(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if off >= size || n <= 0 {
-		return nil
+		return false, nil
+	}
+	if off+n > size {
+		p = nil // only whole requests are copied
 	}
 	n = min(n, size-off)
 	first, last := off/fl.bs, (off+n-1)/fl.bs
@@ -134,6 +147,14 @@ func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error
 	fl.f.mu.Lock()
 	storeErrs := fl.storeErrs
 	fl.f.mu.Unlock()
+	counted := false
+	defer func() {
+		if counted {
+			fl.f.mu.Lock()
+			fl.endWaitLocked()
+			fl.f.mu.Unlock()
+		}
+	}()
 	for {
 		fl.f.mu.Lock()
 		ch, err, closed := fl.changedLocked(), fl.err, fl.f.closed
@@ -144,25 +165,35 @@ func (fl *File) ensure(ctx context.Context, off, n int64, useTimeout bool) error
 		fl.f.mu.Unlock()
 		switch {
 		case closed:
-			return ErrClosed
+			return false, ErrClosed
 		case err != nil:
-			return err
+			return false, err
 		}
 		// ch was taken before this check, so a block landing after it
 		// closes ch: no wake-up is lost.
 		m := fl.st.Missing(first, last)
 		if m < 0 {
-			return nil
+			return false, nil
 		}
+		_, gen, _ := fl.st.Remote()
 		fl.f.mu.Lock()
+		if p != nil && fl.copyInFlightLocked(p, off, gen) {
+			return true, nil // copyInFlightLocked released the lock
+		}
+		if !counted && p != nil {
+			// Only now is the read known to wait: received blocks of
+			// this file are published for it from here on.
+			fl.beginWaitLocked()
+			counted = true
+		}
 		fl.requestLocked(m, last, classDemand)
 		fl.f.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-timeout:
-			return fmt.Errorf("%w: %s: bytes %d-%d not local after %s", ErrTimeout, fl.spec.Path, off, off+n-1, fl.f.opts.ReadTimeout)
+			return false, fmt.Errorf("%w: %s: bytes %d-%d not local after %s", ErrTimeout, fl.spec.Path, off, off+n-1, fl.f.opts.ReadTimeout)
 		}
 	}
 }

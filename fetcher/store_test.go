@@ -22,6 +22,9 @@ type memStore struct {
 	writes  map[int64]int // per block, across generations
 	resets  int
 	failErr error // WriteBlock returns this when set
+	// gate, when set, holds every WriteBlock until it can receive from
+	// it (or it is closed): blocks stay "being written" meanwhile.
+	gate chan struct{}
 }
 
 func newMemStore(bs int64) *memStore {
@@ -80,6 +83,12 @@ func (s *memStore) LocalBytes() int64 {
 }
 
 func (s *memStore) WriteBlock(gen uint64, idx int64, data []byte) error {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failErr != nil {

@@ -46,6 +46,7 @@ func (f *Fetcher) worker() {
 		if j.low {
 			f.lowActive--
 		} else if f.demandActive--; f.demandActive == 0 {
+			f.demandEnd = time.Now()
 			close(f.demandIdle)
 			f.demandIdle = make(chan struct{})
 		}
@@ -318,9 +319,7 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		}
 		j.pos.Store(idx)
 		n := min(fl.bs, size-idx*fl.bs)
-		if j.low {
-			f.yieldToReads(ctx)
-		}
+		f.yieldToReads(j)
 		if j.class == classBackground {
 			if err := f.limit.wait(ctx, n); err != nil {
 				return err
@@ -341,7 +340,12 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		if err := fl.checkBlock(j.src, idx, buf[:n]); err != nil {
 			return err
 		}
-		if err := fl.st.WriteBlock(gen, idx, buf[:n]); err != nil {
+		// Reads waiting for the block copy it from memory while it is
+		// written.
+		mb := f.publish(fl, idx, gen, buf[:n])
+		err := fl.st.WriteBlock(gen, idx, buf[:n])
+		f.retire(fl, idx, mb)
+		if err != nil {
 			return fl.storeError(gen, fmt.Errorf("fetcher: store block %d of %s: %w", idx, fl.spec.Path, err))
 		}
 		f.mu.Lock()
@@ -432,31 +436,6 @@ type storeErr struct{ err error }
 
 func (e *storeErr) Error() string { return e.err.Error() }
 func (e *storeErr) Unwrap() error { return e.err }
-
-// maxYield bounds how long a background or readahead transfer pauses
-// between two blocks while reads wait: enough for a read's block to arrive
-// first, short enough that a program reading nonstop cannot stop the fill.
-const maxYield = 20 * time.Millisecond
-
-// yieldToReads pauses a low-class transfer while demand reads are in flight
-// (up to maxYield), so that they get the origin's and the machine's
-// bandwidth first.
-func (f *Fetcher) yieldToReads(ctx context.Context) {
-	f.mu.Lock()
-	if f.demandActive == 0 {
-		f.mu.Unlock()
-		return
-	}
-	idle := f.demandIdle
-	f.mu.Unlock()
-	t := time.NewTimer(maxYield)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
 
 // bufPool holds block buffers, so that a job does not allocate a block
 // (1 MiB by default) each time.

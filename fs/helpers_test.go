@@ -173,3 +173,13 @@ func checkRange(seed uint64, off int64, p []byte) error {
 func requireFUSE(t testing.TB) { testutil.RequireFUSE(t) }
 
 func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t) }
+
+// waitStored waits until the file at path holds at least n local bytes: a
+// read may be answered from a block the cache is still writing.
+func waitStored(t *testing.T, path string, n int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d bytes of %s stored", n, path), func() bool {
+		local, _ := progress(t, path)
+		return local >= n
+	})
+}

@@ -575,7 +575,8 @@ func mountFaultyDisk(t *testing.T, disk *faultyDisk) string {
 // TestCacheDiskErrors puts the cache on a disk whose data files fail: EIO
 // on write, a torn write (half written, then EIO), EIO on fdatasync, EIO on
 // read. Proves: a read through the mount fails with EIO (the transfer's
-// error names the disk's) or returns the right bytes, never other bytes; no block
+// error names the disk's) or returns the right bytes, never other bytes; a
+// fetch that waits for the store fails with the disk's error; no block
 // whose write or sync failed is ever present, so every block present, now
 // and after a restart, holds the right bytes and matches its CRC.
 func TestCacheDiskErrors(t *testing.T) {
@@ -632,7 +633,14 @@ func TestCacheDiskErrors(t *testing.T) {
 		name := []string{"write", "torn write", "fdatasync", "read"}[i]
 		// The previous fault's retries (with backoff) are over once a
 		// fetch works again.
-		for try := 0; read(notLocal(), 4096, 0) != nil; try++ {
+		// A read may be answered before its block is written: Ensure
+		// waits for the write, so the next fault meets a block of its
+		// own.
+		works := func() bool {
+			off := notLocal()
+			return read(off, 4096, 0) == nil && n.fetch.Ensure(context.Background(), off, 4096) == nil
+		}
+		for try := 0; !works(); try++ {
 			if try == 20 {
 				t.Fatalf("before the %s error: reads keep failing", name)
 			}
@@ -645,8 +653,18 @@ func TestCacheDiskErrors(t *testing.T) {
 			off, flags = 0, syscall.O_DIRECT
 		}
 		fault.Store(true)
-		err := read(off, 4096, flags)
-		if fault != &disk.sync && err == nil {
+		if fault != &disk.read {
+			// A read through the mount may be answered from the
+			// received block while its write fails (read checks the
+			// bytes); the fetcher's Ensure waits for the store, so it
+			// fails with the store's error (a failed sync shows only
+			// at the commit, in Flush below).
+			err := n.fetch.Ensure(context.Background(), off, 4096)
+			if fault != &disk.sync && (err == nil || !strings.Contains(err.Error(), "input/output error")) {
+				t.Errorf("%s error: Ensure returned %v; want the disk's EIO named", name, err)
+			}
+			read(off, 4096, flags)
+		} else if err := read(off, 4096, flags); err == nil {
 			t.Errorf("%s error: the read succeeded", name)
 		}
 		if fault == &disk.write {

@@ -67,6 +67,17 @@ func benchDemandLatency(b *testing.B, load bool) {
 	buf := make([]byte, 4096)
 	var lat []time.Duration
 	i := 0
+	// The background fill's rate during the reads: the floor it keeps.
+	bgBytes := func() int64 {
+		var n int64
+		for _, fl := range m.fetcher.Files() {
+			if fl.Path() != "target" {
+				n += fl.Info().Fetched
+			}
+		}
+		return n
+	}
+	bg0, t0 := bgBytes(), time.Now()
 	for b.Loop() {
 		blk := blocks[i%len(blocks)]
 		i++
@@ -79,6 +90,9 @@ func benchDemandLatency(b *testing.B, load bool) {
 		if err := checkRange(1, off, buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if load {
+		b.ReportMetric(float64(bgBytes()-bg0)/time.Since(t0).Seconds()/1e6, "bg-MB/s")
 	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")

@@ -161,7 +161,8 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 // (reset or evicted) between Ensure and the read.
 var errDropped = errors.New("fs: local copy dropped while reading")
 
-// readLocal fills buf with the bytes at off once they are local. The
+// readLocal fills buf with the bytes at off once they are local (or
+// received: the fetcher may hand over a block it is still writing). The
 // generation, read before Ensure and after the copy, proves that the file
 // was not reset in between, so the bytes are of one version. A block
 // evicted between Ensure and the copy makes the cache's ReadAt fail with
@@ -169,8 +170,16 @@ var errDropped = errors.New("fs: local copy dropped while reading")
 func (n *fileNode) readLocal(ctx context.Context, buf []byte, off int64) error {
 	for range 5 {
 		_, gen, _ := n.store.Remote()
-		if err := n.fetch.Ensure(ctx, off, int64(len(buf))); err != nil {
+		copied, err := n.fetch.EnsureCopy(ctx, buf, off)
+		if err != nil {
 			return err
+		}
+		if copied {
+			// From a block still being written to the store.
+			if _, gen2, _ := n.store.Remote(); gen2 == gen {
+				return nil
+			}
+			continue
 		}
 		nr, err := n.store.ReadAt(buf, off)
 		if errors.Is(err, cache.ErrNotLocal) {

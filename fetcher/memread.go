@@ -1,0 +1,172 @@
+package fetcher
+
+import (
+	"sync"
+	"time"
+)
+
+// A read that waits for a block need not wait for the block to be written
+// into the store too: once the block is received and checked, it is
+// published in memory while it is written, and a waiting read copies its
+// bytes from there (EnsureCopy). Only blocks of files with waiting reads are
+// published, so a background fill nobody waits on pays nothing.
+
+// memKey names one block of one file.
+type memKey struct {
+	fl  *File
+	idx int64
+}
+
+// memBlock is a block received and checked, being written to the store.
+// Readers copy from data holding mu for reading; retire takes mu for
+// writing before the buffer is reused.
+type memBlock struct {
+	mu   sync.RWMutex
+	data []byte
+	gen  uint64
+}
+
+// publish makes block idx of generation gen readable from data until
+// retire, if a read waits on the file; it returns nil otherwise.
+func (f *Fetcher) publish(fl *File, idx int64, gen uint64, data []byte) *memBlock {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.waiting[fl] == 0 {
+		return nil
+	}
+	if f.mem == nil {
+		f.mem = make(map[memKey]*memBlock)
+	}
+	mb := &memBlock{data: data, gen: gen}
+	f.mem[memKey{fl, idx}] = mb
+	fl.notifyLocked()
+	return mb
+}
+
+// retire ends what publish began, once the block is in the store (or
+// failed to get there); it returns when no read copies from mb any more.
+func (f *Fetcher) retire(fl *File, idx int64, mb *memBlock) {
+	if mb == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.mem[memKey{fl, idx}] == mb {
+		delete(f.mem, memKey{fl, idx})
+	}
+	f.mu.Unlock()
+	// A read that found mb in the map took its read lock before the map
+	// lock was released, so this waits for every such read.
+	mb.mu.Lock()
+	mb.data = nil
+	mb.mu.Unlock()
+}
+
+// copyInFlightLocked copies the bytes at off into p when every block they
+// span is published for generation gen. It returns with Fetcher.mu
+// released if it copied (true), still held if not (false).
+func (fl *File) copyInFlightLocked(p []byte, off int64, gen uint64) bool {
+	f := fl.f
+	if len(f.mem) == 0 || len(p) == 0 {
+		return false
+	}
+	first, last := off/fl.bs, (off+int64(len(p))-1)/fl.bs
+	if last-first >= 4 {
+		return false
+	}
+	var blocks [4]*memBlock
+	for i := first; i <= last; i++ {
+		mb := f.mem[memKey{fl, i}]
+		if mb == nil || mb.gen != gen {
+			return false
+		}
+		blocks[i-first] = mb
+	}
+	for _, mb := range blocks[:last-first+1] {
+		mb.mu.RLock()
+	}
+	f.mu.Unlock()
+	for i := first; i <= last; i++ {
+		mb := blocks[i-first]
+		start := i * fl.bs
+		lo, hi := max(off, start), min(off+int64(len(p)), start+int64(len(mb.data)))
+		copy(p[lo-off:hi-off], mb.data[lo-start:hi-start])
+		mb.mu.RUnlock()
+	}
+	return true
+}
+
+// beginWaitLocked counts a read waiting on fl. Fetcher.mu is held.
+func (fl *File) beginWaitLocked() {
+	if fl.f.waiting == nil {
+		fl.f.waiting = make(map[*File]int)
+	}
+	fl.f.waiting[fl]++
+}
+
+// endWaitLocked undoes beginWaitLocked. Fetcher.mu is held.
+func (fl *File) endWaitLocked() {
+	if fl.f.waiting[fl]--; fl.f.waiting[fl] <= 0 {
+		delete(fl.f.waiting, fl)
+	}
+}
+
+// Background fill gives way to reads: between two blocks, a background
+// transfer pauses while a read's job runs and for readQuiet after, so the
+// read's request does not queue behind background bytes on the origin, the
+// network and the CPU. A floor keeps the fill going whatever the reads do:
+// the background transfers together receive a block at least every
+// floorEvery (with 256 KiB blocks, about 50 MB/s).
+const (
+	readQuiet  = 3 * time.Millisecond
+	floorEvery = 5 * time.Millisecond
+)
+
+// yieldToReads pauses background job j before its next block while reads
+// go on (see readQuiet). A job holding blocks a read waits for never
+// pauses.
+func (f *Fetcher) yieldToReads(j *job) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		f.mu.Lock()
+		if j.class != classBackground || f.waiting[j.file] > 0 || f.closed {
+			f.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		quietAt := f.demandEnd.Add(readQuiet)
+		if f.demandActive == 0 && !now.Before(quietAt) {
+			f.mu.Unlock()
+			return
+		}
+		if !now.Before(f.floorNext) {
+			f.floorNext = now.Add(floorEvery)
+			f.mu.Unlock()
+			return
+		}
+		wait := f.floorNext.Sub(now)
+		var idle chan struct{}
+		if f.demandActive == 0 {
+			wait = min(wait, quietAt.Sub(now))
+		} else {
+			idle = f.demandIdle
+		}
+		f.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(wait)
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-t.C:
+		case <-idle:
+			t.Stop() // since Go 1.23 no stale tick is left in t.C
+		case <-f.ctx.Done():
+			return
+		}
+	}
+}
