@@ -177,7 +177,7 @@ type Fetcher struct {
 	floorNext    time.Time     // a background transfer may take its next block then, reads or not
 	waiting      map[*File]int // reads waiting for missing blocks, per file
 	mem          map[memKey]*memBlock
-	wake         *time.Timer   // wakes idle workers when a backoff ends
+	wake         *time.Timer // wakes idle workers when a backoff ends
 	wakeAt       time.Time
 	started      bool // background fill allowed
 	closed       bool
