@@ -119,3 +119,37 @@ func (c *Cache) dropStale(path string, keys [][]byte, bytes int64) error {
 	c.log.Info("cache: dropped stale blocks", "path", path, "blocks", len(keys)/2, "bytes", bytes)
 	return nil
 }
+
+// RecordedPaths calls fn with the path of every file that has a record in
+// the block map, in byte order of the paths, until fn returns false. A
+// cache whose map holds no record answers without reading it. Records
+// of paths the manifest no longer names are listed too.
+func (c *Cache) RecordedPaths(fn func(path string) bool) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.dbMu.RUnlock()
+	c.filesMu.Lock()
+	err := c.recoverRecent()
+	c.filesMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if c.fileCount.Load() == 0 {
+		return nil
+	}
+	hi := append(append([]byte(nil), prefixPath[:len(prefixPath)-1]...), prefixPath[len(prefixPath)-1]+1)
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixPath, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("cache: list records: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !fn(string(it.Key()[len(prefixPath):])) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cache: list records: %w", err)
+	}
+	return nil
+}

@@ -281,7 +281,7 @@ func TestCacheDiskFull(t *testing.T) {
 // meanwhile is skipped.
 func verifyLocal(t *testing.T, m *Mounted, i int) {
 	t.Helper()
-	n := m.root.files[i]
+	n := fileAt(t, m, i)
 	bs := n.store.BlockSize()
 	seed := uint64(300 + i)
 	for idx := int64(0); idx*bs < n.size; idx++ {

@@ -32,7 +32,6 @@ type controlState struct {
 	srv      *control.Server // nil until started, and when it could not be
 	socket   string
 	cacheDir string
-	byPath   map[string]*fileNode // every manifest file; read-only once built
 
 	// ctx bounds the fills that `ferry pin` starts without waiting; fills
 	// counts them. stopControl cancels ctx and waits.
@@ -53,10 +52,6 @@ func (m *Mounted) startControl(opts Options) error {
 	c := &m.ctl
 	c.cacheDir = dir
 	c.socket = filepath.Join(dir, control.SocketName)
-	c.byPath = make(map[string]*fileNode, len(m.root.files))
-	for _, n := range m.root.files {
-		c.byPath[n.path] = n
-	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	srv, err := control.Listen(c.socket, m, control.Options{Logger: m.log})
 	if err != nil {
@@ -130,11 +125,12 @@ func (m *Mounted) Status(q control.Query) control.Status {
 		Uploads:   []control.Upload{},
 	}
 	tot := &st.Totals
-	for _, n := range m.root.files {
-		if !underAny(n.path, q.Paths) {
+	tr := m.root.sh.tree
+	for i := range tr.files {
+		if !underAny(tr.files[i].Path, q.Paths) {
 			continue
 		}
-		t := n.transfer()
+		t := tr.transfer(i)
 		addTransfer(tot, t)
 		if !q.NoFiles && !(q.Active && t.State == string(fetcher.StateComplete)) {
 			st.Transfers = append(st.Transfers, t)
@@ -272,9 +268,9 @@ func (m *Mounted) Apply(ctx context.Context, op control.Op, req control.Request)
 			r.Error = prioErr.Error()
 			continue
 		}
-		files := m.filesUnder(p)
+		files, err := m.filesUnder(p)
 		r.Files = len(files)
-		var errs []error
+		errs := []error{err}
 		switch op {
 		case control.OpPause:
 			forEach(files, (*fetcher.File).Pause)
@@ -303,18 +299,23 @@ func (m *Mounted) Apply(ctx context.Context, op control.Op, req control.Request)
 	return out
 }
 
-// filesUnder returns the manifest file at p, or every one below p.
-func (m *Mounted) filesUnder(p string) []*fileNode {
-	if n, ok := m.ctl.byPath[p]; ok {
-		return []*fileNode{n}
-	}
-	var out []*fileNode
-	for _, n := range m.root.files {
-		if underAny(n.path, []string{p}) {
-			out = append(out, n)
+// filesUnder returns the manifest file at p, or every one below p, in
+// path order, registering those nothing asked for yet. A file that cannot
+// be registered (the cache failed) is left out and named in the error.
+func (m *Mounted) filesUnder(p string) ([]*fileNode, error) {
+	t := m.root.sh.tree
+	idx := t.under(p)
+	out := make([]*fileNode, 0, len(idx))
+	var errs []error
+	for _, i := range idx {
+		n, err := t.node(i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		out = append(out, n)
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 // noFiles explains why p named no file.
@@ -412,7 +413,11 @@ func (n *fileNode) evict() error {
 		return err
 	}
 	// The kernel may hold pages of the file: drop them, so that reads
-	// come here again (and fetch the bytes again).
+	// come here again (and fetch the bytes again). A file never looked
+	// up has no inode, and no pages.
+	if !n.live.Load() {
+		return nil
+	}
 	if errno := n.NotifyContent(0, 0); errno != 0 && errno != syscall.ENOENT {
 		n.sh.log.Debug("fs: evict: kernel cache not invalidated", "path", n.path, "errno", errno)
 	}

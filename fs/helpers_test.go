@@ -183,3 +183,14 @@ func waitStored(t *testing.T, path string, n int64) {
 		return local >= n
 	})
 }
+
+// fileAt returns the node of the mount's i-th manifest file, registering
+// it as a first use would.
+func fileAt(t testing.TB, m *Mounted, i int) *fileNode {
+	t.Helper()
+	n, err := m.root.sh.tree.node(i)
+	if err != nil {
+		t.Fatalf("registering manifest file %d: %v", i, err)
+	}
+	return n
+}

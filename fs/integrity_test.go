@@ -202,7 +202,7 @@ func TestVersionChangeMidFill(t *testing.T) {
 			const size = 6<<20 + 777
 			files, _, oldData, newData := mutatingOrigin(t, tc.ignoreIfRange, size)
 			m := testMount(t, files, Options{BlockSize: integrityBS, Background: true})
-			n := m.root.files[0]
+			n := fileAt(t, m, 0)
 			p := filepath.Join(m.Dir(), "v.bin")
 			var after atomic.Int64 // reads checked once the file completed
 			log := readers(t, p, size, 4, func() bool {
@@ -239,7 +239,7 @@ func TestVersionChangeWithOldDigest(t *testing.T) {
 			sum := sha256.Sum256(oldData)
 			files[0].SHA256 = hex.EncodeToString(sum[:])
 			m := testMount(t, files, Options{BlockSize: integrityBS, Background: true})
-			n := m.root.files[0]
+			n := fileAt(t, m, 0)
 			p := filepath.Join(m.Dir(), "v.bin")
 			log := readers(t, p, size, 3, func() bool {
 				st, _ := n.fetch.State()
@@ -318,7 +318,7 @@ func TestFailedFileNotServedFromPageCache(t *testing.T) {
 	files := []manifest.File{{Path: "d.bin", URL: base + "/d.bin", Size: size, Line: 2,
 		SHA256: hex.EncodeToString(make([]byte, 32))}}
 	m := testMount(t, files, Options{BlockSize: integrityBS, Background: true})
-	n := m.root.files[0]
+	n := fileAt(t, m, 0)
 	p := filepath.Join(m.Dir(), "d.bin")
 	waitFor(t, "the first digest mismatch", func() bool { return n.store.Restarts() > 0 })
 	buf := make([]byte, 4096)
@@ -390,7 +390,7 @@ func TestMalformedResponses(t *testing.T) {
 			}
 			srv.SetFaults("x.bin", tc.f)
 			before := srv.Stats("x.bin").Requests
-			local := m2.root.files[0].store.LocalBytes()
+			local := fileAt(t, m2, 0).store.LocalBytes()
 			off, buf := int64(5*integrityBS+100), make([]byte, 3*integrityBS)
 			done := make(chan error, 1)
 			go func() {
@@ -398,7 +398,7 @@ func TestMalformedResponses(t *testing.T) {
 				done <- err
 			}()
 			waitFor(t, "two faulty answers", func() bool { return srv.Stats("x.bin").Requests >= before+2 })
-			if tc.noBytes && m2.root.files[0].store.LocalBytes() != local {
+			if tc.noBytes && fileAt(t, m2, 0).store.LocalBytes() != local {
 				t.Errorf("blocks stored from %s responses", tc.name)
 			}
 			select {
@@ -436,7 +436,7 @@ func preadFile(path string, buf []byte, off int64) (int, error) {
 // the generated source and its CRC; with none, that no block is present.
 func checkStored(t *testing.T, m *Mounted, seed uint64, none bool) {
 	t.Helper()
-	n := m.root.files[0]
+	n := fileAt(t, m, 0)
 	bs := n.store.BlockSize()
 	for idx := int64(0); idx*bs < n.size; idx++ {
 		if !n.store.Present(idx) {
@@ -595,7 +595,7 @@ func TestCacheDiskErrors(t *testing.T) {
 	m := testMount(t, files, opts)
 	p := filepath.Join(m.Dir(), "f.bin")
 
-	n := m.root.files[0]
+	n := fileAt(t, m, 0)
 	read := func(off, size int64, flags int) error {
 		buf := make([]byte, size)
 		fh, err := os.OpenFile(p, os.O_RDONLY|flags, 0)

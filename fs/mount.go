@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -161,12 +163,20 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		log:       opts.Logger,
 		quiet:     slog.New(quietHandler{opts.Logger.Handler()}),
 	}
-	files, err := addFiles(m, c, fet, sh)
+	t := newTree(m.Files, outboxInoKeys(m.Outbox))
+	t.c, t.fet, t.sh, t.iv = c, fet, sh, iv
+	sh.tree = t
+	eager, err := eagerFiles(t, c, opts.Background)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fs: %w", err)
 	}
-	for _, f := range files {
-		iv.add(f.node)
+	files := make([]prepared, 0, len(eager))
+	for _, i := range eager {
+		n, err := t.node(i)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, prepared{node: n, line: m.Files[i].Line})
 	}
 	if pinned, limit, over := c.PinsExceedLimit(); over {
 		opts.Logger.Warn("fs: pinned files are larger than the cache may hold: the limit cannot hold and pinned files fill only as room allows",
@@ -174,6 +184,14 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	}
 	if err := resolveSizes(ctx, files, opts.MaxConns); err != nil {
 		return nil, err
+	}
+	sh.files = len(m.Files)
+	for i := range m.Files {
+		size := m.Files[i].Size
+		if n := t.nodes[i].Load(); n != nil {
+			size = n.size
+		}
+		sh.totalBytes += size
 	}
 	var ob *outbox
 	if m.Outbox != nil {
@@ -186,12 +204,7 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 			}
 		}()
 	}
-	root := &rootNode{dirNode: dirNode{sh: sh}, outbox: ob}
-	for _, f := range files {
-		root.files = append(root.files, f.node)
-		sh.files++
-		sh.totalBytes += f.node.size
-	}
+	root := &rootNode{dirNode: dirNode{sh: sh, hi: t.len()}, outbox: ob}
 	mnt := &Mounted{dir: dir, root: root, log: opts.Logger, fetcher: fet, cache: c, outbox: ob, served: make(chan struct{}), inval: iv}
 	// The control socket is up before the mount is live, and its path is
 	// in the root's user.ferry.control attribute.
@@ -210,7 +223,12 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	if ob != nil {
 		ob.start()
 	}
-	opts.Logger.Info("fs: mounted", "mountpoint", dir, "files", len(files), "cache", opts.CacheDir)
+	if len(m.Files) >= bigManifest {
+		// Parsing and indexing a large manifest leaves much garbage:
+		// give it back now rather than carry it as RSS.
+		debug.FreeOSMemory()
+	}
+	opts.Logger.Info("fs: mounted", "mountpoint", dir, "files", len(m.Files), "registered", len(files), "cache", opts.CacheDir)
 	return mnt, nil
 }
 
@@ -241,47 +259,65 @@ type prepared struct {
 	line int
 }
 
-// addFiles registers every manifest file with the cache and the fetcher.
-func addFiles(m *manifest.Manifest, c *cache.Cache, fet *fetcher.Fetcher, sh *shared) ([]prepared, error) {
-	files := make([]prepared, 0, len(m.Files))
-	for _, mf := range m.Files {
-		cf, err := c.File(mf.Path, mf.URL, mf.Size, sh.blockSize)
-		if err != nil {
-			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
+// bigManifest is the number of files from which Mount returns the
+// garbage of its preparation to the system.
+const bigManifest = 100_000
+
+// eagerFiles returns the manifest indexes of the files Mount registers
+// before the mount goes live, in manifest order: every file when
+// background fill is on (it fills them all); else those whose size must
+// be resolved first, those the manifest pins, and those with a record in
+// the cache (an earlier run's blocks, a ferry pin): status and eviction
+// know them from the start. The others are registered on first use.
+func eagerFiles(t *tree, c *cache.Cache, all bool) ([]int, error) {
+	n := t.len()
+	if all {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i
 		}
-		// The manifest's pin keeps the file local (never evicted).
-		if err := cf.SetManifestPin(mf.Pin); err != nil {
-			return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
-		}
-		spec := fetcher.Spec{
-			Path:     mf.Path,
-			URL:      mf.URL,
-			Mirrors:  mf.Mirrors,
-			Header:   header(mf.Headers),
-			Size:     mf.Size,
-			Priority: mf.Priority,
-			Pinned:   mf.Pin,
-			SHA256:   mf.SHA256,
-		}
-		if mf.Blocks != nil {
-			spec.BlockHashes, spec.BlockHashSize = mf.Blocks.Hashes, mf.Blocks.BlockSize
-		}
-		ff := fet.Add(spec, store{cf})
-		if cf.Pinned() {
-			ff.SetPinned(true) // pinned by the manifest or by ferry pin
-		}
-		// Eviction took blocks: background fill looks at the file again.
-		cf.SetDropHook(ff.Dropped)
-		mtime := mf.MTime
-		if mtime.IsZero() {
-			mtime = sh.mountTime
-		}
-		files = append(files, prepared{
-			node: &fileNode{sh: sh, path: mf.Path, url: mf.URL, size: mf.Size, mtime: mtime, store: cf, fetch: ff},
-			line: mf.Line,
-		})
+		return out, nil
 	}
-	return files, nil
+	mark := make([]bool, n)
+	for i := range t.files {
+		mark[i] = t.files[i].Size < 0 || t.files[i].Pin
+	}
+	// The records come in path order, as the tree's paths: one merge.
+	k := 0
+	err := c.RecordedPaths(func(p string) bool {
+		for k < n && t.path(k) < p {
+			k++
+		}
+		if k < n && t.path(k) == p {
+			mark[t.index(k)] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for i, m := range mark {
+		if m {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// outboxInoKeys are the nodes of the outbox that take their inode number
+// from a hash, as the manifest's: the directories on the way to it and the
+// outbox itself.
+func outboxInoKeys(ob *manifest.Outbox) []inoKey {
+	if ob == nil {
+		return nil
+	}
+	var keys []inoKey
+	segs := strings.Split(ob.Dir, "/")
+	for i := 1; i < len(segs); i++ {
+		keys = append(keys, inoKey{'d', strings.Join(segs[:i], "/")})
+	}
+	return append(keys, inoKey{'o', ob.Dir})
 }
 
 func header(h map[string]string) http.Header {
@@ -326,6 +362,11 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 			// splice would only copy it into a pipe first, and logs a
 			// line per 1 MiB read when the pipe cannot grow.
 			DisableSplice: true,
+			// Plain readdir: with READDIRPLUS go-fuse looks up every
+			// entry listed, which would make (and register) a node per
+			// file of a directory only listed; `find` of a million files
+			// needs none. A stat still looks a file up.
+			DisableReadDirPlus: true,
 			Debug:         opts.Debug,
 			Logger:        slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
 		},

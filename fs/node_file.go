@@ -31,6 +31,9 @@ type fileNode struct {
 	// failing is set while reads fail: only the first failure of a run is
 	// logged at its own level.
 	failing atomic.Bool
+	// live is set once the node's inode exists (tree.inode): only then
+	// may the kernel hold pages of it to invalidate.
+	live atomic.Bool
 
 	// mu guards the open counters and openRestarts. The kernel refuses (with EIO to the
 	// caller) to open an inode in passthrough mode while a handle in
