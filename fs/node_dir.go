@@ -191,10 +191,11 @@ type inoAllocator struct {
 	moved map[inoKey]uint64
 }
 
-// newInoAllocator numbers the keys keys yields (a key may come twice).
-func newInoAllocator(keys func(yield func(inoKey) bool)) *inoAllocator {
+// newInoAllocator numbers the keys keys yields (a key may come twice);
+// about n of them.
+func newInoAllocator(n int, keys func(yield func(inoKey) bool)) *inoAllocator {
 	a := &inoAllocator{}
-	var hashes []uint64
+	hashes := make([]uint64, 0, n)
 	for k := range keys {
 		hashes = append(hashes, inoHash(k.kind, k.path))
 	}

@@ -61,7 +61,8 @@ func newTree(files []manifest.File, extraKeys []inoKey) *tree {
 			break
 		}
 	}
-	t.inos = newInoAllocator(func(yield func(inoKey) bool) {
+	// Directories: about one for every few files, usually.
+	t.inos = newInoAllocator(len(files)+len(files)/64+len(extraKeys), func(yield func(inoKey) bool) {
 		t.eachDir(func(dir string) bool { return yield(inoKey{'d', dir}) })
 		for i := range files {
 			if !yield(inoKey{'f', files[i].Path}) {

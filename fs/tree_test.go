@@ -146,7 +146,7 @@ func TestInoAllocator(t *testing.T) {
 	for i := range 5000 {
 		keys = append(keys, inoKey{'f', fmt.Sprintf("d%d/f%d", i%50, i)}, inoKey{'d', fmt.Sprintf("d%d", i%50)})
 	}
-	a := newInoAllocator(slices.Values(keys))
+	a := newInoAllocator(len(keys), slices.Values(keys))
 	seen := map[uint64]inoKey{}
 	for _, k := range keys {
 		ino := a.ino(k.kind, k.path)

@@ -47,6 +47,10 @@ func Open(path string, env func(string) (string, bool)) (*Manifest, error) {
 		}
 	}
 	var r io.Reader = br
+	var size int64 // the JSON's length, when it is the file's
+	if st, err := f.Stat(); err == nil && kind == "json" {
+		size = st.Size()
+	}
 	switch kind {
 	case "gzip":
 		zr, err := gzip.NewReader(br)
@@ -63,5 +67,5 @@ func Open(path string, env func(string) (string, bool)) (*Manifest, error) {
 		defer zr.Close()
 		r = zr
 	}
-	return Parse(r, path, env)
+	return parse(r, path, env, size)
 }

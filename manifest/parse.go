@@ -20,6 +20,12 @@ import (
 // A problem with the content is returned as an *Error carrying the line of
 // the offending value; the first problem found (in line order) wins.
 func Parse(r io.Reader, name string, env func(string) (string, bool)) (*Manifest, error) {
+	return parse(r, name, env, 0)
+}
+
+// parse is Parse; size, when positive, is the length of the input in
+// bytes, from which the number of files is estimated to size Files once.
+func parse(r io.Reader, name string, env func(string) (string, bool), size int64) (*Manifest, error) {
 	br := bufio.NewReader(r)
 	if b, err := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
 		_, _ = br.Discard(3) // a UTF-8 byte order mark, as some editors write
@@ -37,6 +43,7 @@ func Parse(r io.Reader, name string, env func(string) (string, bool)) (*Manifest
 		cross:    newCrossCheck(),
 		scratch:  make(map[string]string),
 		expanded: make(map[string]string),
+		size:     size,
 	}
 	p.obj.names = make(map[string]string)
 	return p.manifest()
@@ -62,7 +69,12 @@ type parser struct {
 	scratch     map[string]string // headers being read
 	prevHeaders map[string]string // the last headers returned, shared by equal ones
 	expanded    map[string]string // header value as written → expanded, for repeated values
+	size        int64             // length of the input if known, else 0
 }
+
+// sampleFiles is how many files are read before Files is sized from the
+// bytes they took (when the input's length is known).
+const sampleFiles = 1024
 
 // top returns the next token of the top-level structure. The end of the input
 // is an error here; see topOrEOF.
@@ -254,9 +266,35 @@ func (p *parser) files() error {
 			return err
 		}
 		p.m.Files = append(p.m.Files, f)
+		if i+1 == sampleFiles && p.size > 0 {
+			p.presize()
+		}
 	}
 	_, err = p.top() // ']'
 	return err
+}
+
+// presize grows Files once to the number of files the input's length
+// suggests (with a margin), instead of by repeated doubling: a manifest of
+// a million files otherwise allocates several times its Files array.
+func (p *parser) presize() {
+	read := p.dec.InputOffset()
+	n := int64(len(p.m.Files))
+	if read <= 0 || n == 0 {
+		return
+	}
+	per := read / n
+	if per <= 0 {
+		return
+	}
+	est := p.size / per // entries the whole input holds at this rate
+	est += est / 16
+	if est <= int64(cap(p.m.Files)) || est > 1<<31 {
+		return
+	}
+	files := make([]File, len(p.m.Files), est)
+	copy(files, p.m.Files)
+	p.m.Files = files
 }
 
 // next returns the next token of the current entry.
