@@ -367,8 +367,8 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 			// file of a directory only listed; `find` of a million files
 			// needs none. A stat still looks a file up.
 			DisableReadDirPlus: true,
-			Debug:         opts.Debug,
-			Logger:        slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
+			Debug:              opts.Debug,
+			Logger:             slog.NewLogLogger(opts.Logger.Handler(), slog.LevelInfo),
 		},
 		// The tree is fixed for the life of the mount, so names
 		// (positive and negative) may be cached for long.
