@@ -173,6 +173,8 @@ func TestXattrs(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	// A read may be answered before its block is stored.
+	waitStored(t, p, testBlockSize)
 	if v, err := getxattr(p, xattrState); err != nil || v != "partial" {
 		t.Errorf("state after a read = %q, %v; want partial", v, err)
 	}

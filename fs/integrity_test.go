@@ -388,6 +388,8 @@ func TestMalformedResponses(t *testing.T) {
 			if _, err := preadFile(p2, first, 0); err != nil {
 				t.Fatal(err)
 			}
+			// The read may be answered before its block is stored.
+			waitStored(t, p2, integrityBS)
 			srv.SetFaults("x.bin", tc.f)
 			before := srv.Stats("x.bin").Requests
 			local := fileAt(t, m2, 0).store.LocalBytes()
