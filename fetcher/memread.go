@@ -61,38 +61,64 @@ func (f *Fetcher) retire(fl *File, idx int64, mb *memBlock) {
 	mb.mu.Unlock()
 }
 
-// copyInFlightLocked copies the bytes at off into p when every block they
-// span is published for generation gen. It returns with Fetcher.mu
-// released if it copied (true), still held if not (false).
+// maxCopyBlocks bounds the blocks one copy from memory may span: a 1 MiB
+// read (the largest FUSE read) of 64 KiB blocks, not aligned.
+const maxCopyBlocks = 17
+
+// copyInFlightLocked copies the bytes at off into p when each block they
+// span is either published for generation gen or already in the store, and
+// at least one is published. It returns with Fetcher.mu released if it
+// copied (true), still held if not (false). The caller checks that the
+// generation did not change meanwhile.
 func (fl *File) copyInFlightLocked(p []byte, off int64, gen uint64) bool {
 	f := fl.f
 	if len(f.mem) == 0 || len(p) == 0 {
 		return false
 	}
 	first, last := off/fl.bs, (off+int64(len(p))-1)/fl.bs
-	if last-first >= 4 {
+	if last-first >= maxCopyBlocks {
 		return false
 	}
-	var blocks [4]*memBlock
+	var arr [maxCopyBlocks]*memBlock
+	blocks := arr[:last-first+1]
+	published := false
 	for i := first; i <= last; i++ {
-		mb := f.mem[memKey{fl, i}]
-		if mb == nil || mb.gen != gen {
+		if mb := f.mem[memKey{fl, i}]; mb != nil && mb.gen == gen {
+			blocks[i-first], published = mb, true
+		} else if !fl.st.Present(i) {
 			return false
 		}
-		blocks[i-first] = mb
 	}
-	for _, mb := range blocks[:last-first+1] {
-		mb.mu.RLock()
+	if !published {
+		return false
+	}
+	for _, mb := range blocks {
+		if mb != nil {
+			mb.mu.RLock()
+		}
 	}
 	f.mu.Unlock()
+	ok := true
 	for i := first; i <= last; i++ {
-		mb := blocks[i-first]
 		start := i * fl.bs
-		lo, hi := max(off, start), min(off+int64(len(p)), start+int64(len(mb.data)))
-		copy(p[lo-off:hi-off], mb.data[lo-start:hi-start])
-		mb.mu.RUnlock()
+		lo, hi := max(off, start), min(off+int64(len(p)), start+fl.bs)
+		if mb := blocks[i-first]; mb != nil {
+			if hi-start <= int64(len(mb.data)) {
+				copy(p[lo-off:hi-off], mb.data[lo-start:hi-start])
+			} else {
+				ok = false // a short block: not the version asked for
+			}
+			mb.mu.RUnlock()
+		} else if ok {
+			// Evicted since Present said yes: the read waits instead.
+			_, err := fl.st.ReadAt(p[lo-off:hi-off], lo)
+			ok = err == nil
+		}
 	}
-	return true
+	if !ok {
+		f.mu.Lock()
+	}
+	return ok
 }
 
 // beginWaitLocked counts a read waiting on fl. Fetcher.mu is held.
@@ -114,17 +140,16 @@ func (fl *File) endWaitLocked() {
 // transfer pauses while a read's job runs and for readQuiet after, so the
 // read's request does not queue behind background bytes on the origin, the
 // network and the CPU. A floor keeps the fill going whatever the reads do:
-// the background transfers together receive a block at least every
-// floorEvery (with 256 KiB blocks, about 50 MB/s).
+// together, the background transfers receive at least floorRate.
 const (
-	readQuiet  = 3 * time.Millisecond
-	floorEvery = 5 * time.Millisecond
+	readQuiet = 3 * time.Millisecond
+	floorRate = 48 << 20 // bytes per second
 )
 
-// yieldToReads pauses background job j before its next block while reads
-// go on (see readQuiet). A job holding blocks a read waits for never
-// pauses.
-func (f *Fetcher) yieldToReads(j *job) {
+// yieldToReads pauses background job j before its next block, of n bytes,
+// while reads go on (see readQuiet). A job holding blocks a read waits for
+// never pauses.
+func (f *Fetcher) yieldToReads(j *job, n int64) {
 	var t *time.Timer
 	defer func() {
 		if t != nil {
@@ -144,7 +169,7 @@ func (f *Fetcher) yieldToReads(j *job) {
 			return
 		}
 		if !now.Before(f.floorNext) {
-			f.floorNext = now.Add(floorEvery)
+			f.floorNext = now.Add(time.Duration(n) * time.Second / floorRate)
 			f.mu.Unlock()
 			return
 		}

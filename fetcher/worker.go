@@ -319,7 +319,7 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		}
 		j.pos.Store(idx)
 		n := min(fl.bs, size-idx*fl.bs)
-		f.yieldToReads(j)
+		f.yieldToReads(j, n)
 		if j.class == classBackground {
 			if err := f.limit.wait(ctx, n); err != nil {
 				return err

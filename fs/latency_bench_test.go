@@ -81,7 +81,7 @@ func benchDemandLatency(b *testing.B, load bool) {
 	for b.Loop() {
 		blk := blocks[i%len(blocks)]
 		i++
-		off := int64(blk)*DefaultBlockSize + int64(blk%200)*4096
+		off := int64(blk)*DefaultBlockSize + int64(blk%(DefaultBlockSize/4096))*4096
 		start := time.Now()
 		if _, err := f.ReadAt(buf, off); err != nil {
 			b.Fatal(err)

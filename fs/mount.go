@@ -32,7 +32,7 @@ const fsName = "ferry"
 
 // DefaultBlockSize is the block size of new cache records when
 // Options.BlockSize is zero.
-const DefaultBlockSize = 256 << 10
+const DefaultBlockSize = 64 << 10
 
 // kernelReadAheadKB is what the mount's read_ahead_kb is raised to: the
 // kernel otherwise keeps 128 KiB reads whatever MaxReadAhead says

@@ -204,7 +204,7 @@ func machine(cfg config) []string {
 		"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC") + "; load average at the end: " + load +
 			" (other work on the machine makes every figure noisy)",
 		fmt.Sprintf("machine: %d CPUs (%s), %s memory, kernel %s", runtime.NumCPU(), cpu, mem, out("uname", "-r")),
-		"ferry: commit " + out("git", "describe", "--always", "--dirty") + ", default flags (block size 256 KiB, 8 connections)",
+		"ferry: commit " + out("git", "describe", "--always", "--dirty") + ", default flags (block size 64 KiB, 8 connections)",
 		"rclone: " + out("rclone", "version") + "; nginx: " + nginxVersion() + "; fio: " + out("fio", "--version") + "; curl: " + out("curl", "--version"),
 	}
 }

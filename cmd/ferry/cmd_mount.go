@@ -43,7 +43,7 @@ type mountOptions struct {
 // (SPEC.md).
 func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.cacheDir, "cache-dir", "", "cache directory (default $XDG_CACHE_HOME/ferry/NAME, NAME derived from the manifest's absolute path)")
-	f.StringVar(&o.blockSize, "block-size", "256K", "block size of new cache records: a power of two from 64K to 64M (K, M, G and KiB, MiB, GiB are powers of 1024)")
+	f.StringVar(&o.blockSize, "block-size", "64K", "block size of new cache records: a power of two from 64K to 64M (K, M, G and KiB, MiB, GiB are powers of 1024)")
 	f.IntVar(&o.maxConns, "max-conns", 8, "HTTP connections to origins, in all (1-256)")
 	f.DurationVar(&o.readTimeout, "read-timeout", 0, "how long a read waits for missing bytes before failing with EIO, e.g. 30s (0: no limit)")
 	f.BoolVar(&o.noBackground, "no-background", false, "fetch only what is read; no background fill")

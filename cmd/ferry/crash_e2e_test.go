@@ -152,8 +152,13 @@ func TestE2EKill9Torture(t *testing.T) {
 
 	sent := srv.TotalBytesSent()
 	t.Logf("origin sent %d bytes for %d bytes of files (%.3fx)", sent, total, float64(sent)/float64(total))
-	if sent > total*105/100 {
-		t.Errorf("origin sent %d bytes for %d bytes of files: more than 1.05x, work done before the kills was lost", sent, total)
+	// Each kill loses what arrived since the last durable commit: at the
+	// origin's 2 MiB/s, about 200 KiB per kill when a commit takes 100 ms
+	// (1.02-1.03x on a quiet machine), twice that when other test suites
+	// slow the disk's syncs (1.066x seen). Losing the durable work of a
+	// life (about 2 MiB each) would go far past 1.10x.
+	if sent > total*110/100 {
+		t.Errorf("origin sent %d bytes for %d bytes of files: more than 1.10x, work done before the kills was lost", sent, total)
 	}
 	checkRecoveryLog(t, cacheDir, kills)
 }
