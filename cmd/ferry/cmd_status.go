@@ -67,9 +67,12 @@ func runStatus(ctx context.Context, e *env, o *statusOptions, args []string) err
 		defer t.client.Close()
 		t.q.Active = o.active
 	}
-	if err != nil {
+	if err != nil && (len(args) > 0 || len(targets) == 0) {
 		return err
 	}
+	// Without arguments, a mount that cannot be shown (err) does not
+	// hide the others: they are shown, then the error is returned.
+	brokenErr := err
 	if len(targets) == 0 {
 		if !o.json {
 			fmt.Fprintln(e.stdout, "no ferry mounts")
@@ -77,11 +80,28 @@ func runStatus(ctx context.Context, e *env, o *statusOptions, args []string) err
 		return nil
 	}
 	if !o.watch {
-		sts, err := fetchStatuses(ctx, targets)
-		if err != nil {
+		var sts []control.Status
+		if len(args) > 0 {
+			if sts, err = fetchStatuses(ctx, targets); err != nil {
+				return err
+			}
+		} else {
+			// Every mount of the user: one that stops answering now is
+			// reported, the others are still shown.
+			for _, t := range targets {
+				st, err := t.client.Status(ctx, t.q)
+				if err != nil {
+					fmt.Fprintf(e.stderr, "ferry: %v\n", mountError(t.mountpoint, err))
+					brokenErr = &codedError{code: exitFailure, msg: "some ferry mounts could not be shown"}
+					continue
+				}
+				sts = append(sts, st)
+			}
+		}
+		if err := printStatuses(e.stdout, o, sts); err != nil {
 			return err
 		}
-		return printStatuses(e.stdout, o, sts)
+		return brokenErr
 	}
 	return watchStatus(ctx, e, o, targets)
 }

@@ -395,6 +395,9 @@ func TestE2EStatusAndErrors(t *testing.T) {
 		}
 	}
 
+	// A second mount stays alive while the first dies.
+	_, mnt2, _, _ := ctlMount(t, []ctlFile{{path: "z.bin", size: 10, seed: 11}}, origin.Faults{})
+
 	// The mount's process is gone: the mount answers ENOTCONN.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -405,6 +408,14 @@ func TestE2EStatusAndErrors(t *testing.T) {
 	r = ferry(t, "status")
 	if r.code != exitFailure || !strings.Contains(r.stderr, "is not running") {
 		t.Errorf("status of all mounts with a dead one: exit %d, %q", r.code, r.stderr)
+	}
+	// The dead mount does not hide the live one.
+	r = ferry(t, "status", "--json")
+	if r.code != exitFailure || !strings.Contains(r.stdout, `"mountpoint":"`+mnt2+`"`) {
+		t.Errorf("status --json of all mounts with a dead one: exit %d, want 1 and %s shown:\n%s", r.code, mnt2, r.stdout)
+	}
+	if r := ferry(t, "unmount", mnt2); r.code != 0 {
+		t.Errorf("ferry unmount %s: exit %d: %s", mnt2, r.code, r.stderr)
 	}
 	if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
 		t.Fatal(err)
