@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -351,5 +352,53 @@ func TestLazyRestart(t *testing.T) {
 	}
 	if after := srv.Stats("x/read.bin").Requests; after != before {
 		t.Errorf("the origin got %d requests for a complete file after restart", after-before)
+	}
+}
+
+// TestLazyConcurrentFirstUse stats, reads and lists the same files from
+// several goroutines at once: each file is registered once (one fetcher
+// entry per path) and reads right.
+func TestLazyConcurrentFirstUse(t *testing.T) {
+	srv, base := testOrigin(t)
+	var gen []genFile
+	for i := range 12 {
+		gen = append(gen, genFile{path: fmt.Sprintf("d%d/f%d.bin", i%3, i), size: 3000 + int64(i), seed: uint64(60 + i), declare: true})
+	}
+	files := serve(srv, base, gen)
+	m := testMount(t, files, Options{BlockSize: testBlockSize})
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			var err error
+			for k := range gen {
+				f := gen[(k+w)%len(gen)]
+				p := filepath.Join(m.Dir(), f.path)
+				if w%2 == 0 {
+					if _, err = os.ReadDir(filepath.Dir(p)); err != nil {
+						break
+					}
+				}
+				var data []byte
+				if data, err = os.ReadFile(p); err != nil {
+					break
+				}
+				if !bytes.Equal(data, generated(f.seed, 0, f.size)) {
+					err = fmt.Errorf("%s: content differs", f.path)
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := registered(m); n != len(gen) {
+		t.Errorf("%d files registered, want %d", n, len(gen))
+	}
+	if n := len(m.fetcher.Files()); n != len(gen) {
+		t.Errorf("the fetcher has %d files, want %d (one per path)", n, len(gen))
 	}
 }
