@@ -170,13 +170,13 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	if err != nil {
 		return nil, fmt.Errorf("fs: %w", err)
 	}
-	files := make([]prepared, 0, len(eager))
-	for _, i := range eager {
-		n, err := t.node(i)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, prepared{node: n, line: m.Files[i].Line})
+	nodes, err := t.registerAll(eager)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]prepared, len(eager))
+	for k, i := range eager {
+		files[k] = prepared{node: nodes[k], line: m.Files[i].Line}
 	}
 	if pinned, limit, over := c.PinsExceedLimit(); over {
 		opts.Logger.Warn("fs: pinned files are larger than the cache may hold: the limit cannot hold and pinned files fill only as room allows",

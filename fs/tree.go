@@ -216,6 +216,36 @@ func (t *tree) register(mf *manifest.File) (*fileNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
 	}
+	return t.registerWith(mf, cf)
+}
+
+// registerAll registers files[i] for every i of idx, in that order, with
+// one bulk look-up in the cache (cache.Files), before the mount is live.
+func (t *tree) registerAll(idx []int) ([]*fileNode, error) {
+	specs := make([]cache.FileSpec, len(idx))
+	for k, i := range idx {
+		mf := &t.files[i]
+		specs[k] = cache.FileSpec{Path: mf.Path, URL: mf.URL, DeclaredSize: mf.Size, BlockSize: t.sh.blockSize}
+	}
+	cfs, err := t.c.Files(specs)
+	if err != nil {
+		return nil, fmt.Errorf("fs: %w", err)
+	}
+	out := make([]*fileNode, len(idx))
+	for k, i := range idx {
+		n, err := t.registerWith(&t.files[i], cfs[k])
+		if err != nil {
+			return nil, err
+		}
+		t.nodes[i].Store(n)
+		out[k] = n
+	}
+	return out, nil
+}
+
+// registerWith makes the node of mf whose local copy is cf, registering
+// it with the fetcher.
+func (t *tree) registerWith(mf *manifest.File, cf *cache.File) (*fileNode, error) {
 	// The manifest's pin keeps the file local (never evicted).
 	if err := cf.SetManifestPin(mf.Pin); err != nil {
 		return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
