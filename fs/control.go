@@ -15,6 +15,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 
+	"ferry/cache"
 	"ferry/control"
 	"ferry/fetcher"
 	"ferry/manifest"
@@ -151,18 +152,22 @@ func (m *Mounted) Status(q control.Query) control.Status {
 
 // transfer is the file's row of the status.
 func (n *fileNode) transfer() control.Transfer {
-	info := n.fetch.Info()
-	state := n.state()
+	return statusRow(n.path, n.url, n.size, n.store, n.fetch)
+}
+
+// transferOf is the status row of a registered file.
+func statusRow(path, url string, size int64, st *cache.File, ff *fetcher.File) control.Transfer {
+	info := ff.Info()
 	t := control.Transfer{
-		Path: n.path, URL: n.url, State: string(state), Local: n.store.LocalBytes(), Size: n.size,
-		Rate: info.Rate, Priority: info.Priority.String(), Pinned: info.Pinned || n.store.Pinned(),
+		Path: path, URL: url, State: string(info.State), Local: st.LocalBytes(), Size: size,
+		Rate: info.Rate, Priority: info.Priority.String(), Pinned: info.Pinned || st.Pinned(),
 		Paused: info.Paused, Open: info.Open, Restarts: info.Restarts, Fetched: info.Fetched,
 	}
 	if info.Err != nil {
 		t.Error = info.Err.Error()
 	}
 	t.ETASeconds = eta(t.Size, t.Local, t.Rate)
-	if state == fetcher.StateComplete {
+	if info.State == fetcher.StateComplete {
 		t.ETASeconds = 0
 	}
 	return t

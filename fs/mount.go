@@ -170,13 +170,12 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	if err != nil {
 		return nil, fmt.Errorf("fs: %w", err)
 	}
-	nodes, err := t.registerAll(eager)
-	if err != nil {
+	if err := t.registerAll(eager); err != nil {
 		return nil, err
 	}
 	files := make([]prepared, len(eager))
 	for k, i := range eager {
-		files[k] = prepared{node: nodes[k], line: m.Files[i].Line}
+		files[k] = prepared{r: &t.regs[i], mf: &m.Files[i]}
 	}
 	if pinned, limit, over := c.PinsExceedLimit(); over {
 		opts.Logger.Warn("fs: pinned files are larger than the cache may hold: the limit cannot hold and pinned files fill only as room allows",
@@ -188,8 +187,8 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 	sh.files = len(m.Files)
 	for i := range m.Files {
 		size := m.Files[i].Size
-		if n := t.nodes[i].Load(); n != nil {
-			size = n.size
+		if r := t.registered(i); r != nil {
+			size = r.size
 		}
 		sh.totalBytes += size
 	}
@@ -253,10 +252,11 @@ func mountDir(mountpoint string) (string, error) {
 	return dir, nil
 }
 
-// prepared is a file node with what Mount needs to resolve its size.
+// prepared is a file Mount registered, with what it needs to resolve its
+// size.
 type prepared struct {
-	node *fileNode
-	line int
+	r  *reg
+	mf *manifest.File
 }
 
 // bigManifest is the number of files from which Mount returns the

@@ -24,15 +24,15 @@ func resolveSizes(ctx context.Context, files []prepared, maxConns int) error {
 	g.SetLimit(limit)
 	for i := range files {
 		f := &files[i]
-		if f.node.size >= 0 {
+		if f.r.size >= 0 {
 			continue
 		}
 		g.Go(func() error {
-			size, err := f.node.fetch.Size(ctx)
+			size, err := f.r.fetch.Size(ctx)
 			if err != nil {
-				return fmt.Errorf("fs: manifest line %d: %s (%s): size: %w", f.line, f.node.path, f.node.url, err)
+				return fmt.Errorf("fs: manifest line %d: %s (%s): size: %w", f.mf.Line, f.mf.Path, f.mf.URL, err)
 			}
-			f.node.size = size
+			f.r.size = size
 			return nil
 		})
 	}

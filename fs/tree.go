@@ -34,9 +34,14 @@ type tree struct {
 	order []int32         // indexes of files in path order; nil: files are in path order
 	inos  *inoAllocator
 
-	// nodes[i] is the node of files[i] once it is registered; never
-	// replaced.
+	// nodes[i] is the node of files[i] once it is registered and
+	// asked for; never replaced.
 	nodes []atomic.Pointer[fileNode]
+	// regs[i] is files[i] as Mount registered it before the mount went
+	// live, when it has no node yet (a node is made on first use, from
+	// it): store is nil for files Mount did not register. Written only
+	// before the mount is live; nil when Mount registered none.
+	regs []reg
 	// regMu[i%len] serializes the registration of files[i] and the making
 	// of its inode.
 	regMu [64]sync.Mutex
@@ -189,6 +194,24 @@ func (t *tree) under(p string) []int {
 	return out
 }
 
+// reg is a file registered with the cache and the fetcher: what a
+// fileNode is made from. A mount of a million files with background fill
+// registers every file, but makes a node (about 250 bytes with its
+// go-fuse inode) only for those looked up or named by control operations.
+type reg struct {
+	store *cache.File
+	fetch *fetcher.File
+	size  int64 // resolved when the manifest has none
+}
+
+// registered returns files[i]'s registration, if Mount made one.
+func (t *tree) registered(i int) *reg {
+	if t.regs == nil || t.regs[i].store == nil {
+		return nil
+	}
+	return &t.regs[i]
+}
+
 // node returns the registered node of files[i], registering the file
 // with the cache and the fetcher first if needed.
 func (t *tree) node(i int) (*fileNode, error) {
@@ -201,12 +224,26 @@ func (t *tree) node(i int) (*fileNode, error) {
 	if n := t.nodes[i].Load(); n != nil {
 		return n, nil
 	}
-	n, err := t.register(&t.files[i])
-	if err != nil {
-		return nil, err
+	var n *fileNode
+	if r := t.registered(i); r != nil {
+		n = t.newNode(&t.files[i], *r)
+	} else {
+		var err error
+		if n, err = t.register(&t.files[i]); err != nil {
+			return nil, err
+		}
 	}
 	t.nodes[i].Store(n)
 	return n, nil
+}
+
+// newNode makes the node of mf registered as r.
+func (t *tree) newNode(mf *manifest.File, r reg) *fileNode {
+	mtime := mf.MTime
+	if mtime.IsZero() {
+		mtime = t.sh.mountTime
+	}
+	return &fileNode{sh: t.sh, path: mf.Path, url: mf.URL, size: r.size, mtime: mtime, store: r.store, fetch: r.fetch}
 }
 
 // register makes the node of one manifest file: its cache record (created
@@ -216,12 +253,19 @@ func (t *tree) register(mf *manifest.File) (*fileNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
 	}
-	return t.registerWith(mf, cf)
+	r, err := t.registerWith(mf, cf)
+	if err != nil {
+		return nil, err
+	}
+	return t.newNode(mf, r), nil
 }
 
-// registerAll registers files[i] for every i of idx, in that order, with
-// one bulk look-up in the cache (cache.Files), before the mount is live.
-func (t *tree) registerAll(idx []int) ([]*fileNode, error) {
+// registerAll registers files[i] for every i of idx with one bulk look-up
+// in the cache (cache.Files), before the mount is live, into t.regs.
+func (t *tree) registerAll(idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
 	specs := make([]cache.FileSpec, len(idx))
 	for k, i := range idx {
 		mf := &t.files[i]
@@ -229,26 +273,22 @@ func (t *tree) registerAll(idx []int) ([]*fileNode, error) {
 	}
 	cfs, err := t.c.Files(specs)
 	if err != nil {
-		return nil, fmt.Errorf("fs: %w", err)
+		return fmt.Errorf("fs: %w", err)
 	}
-	out := make([]*fileNode, len(idx))
+	t.regs = make([]reg, len(t.files))
 	for k, i := range idx {
-		n, err := t.registerWith(&t.files[i], cfs[k])
-		if err != nil {
-			return nil, err
+		if t.regs[i], err = t.registerWith(&t.files[i], cfs[k]); err != nil {
+			return err
 		}
-		t.nodes[i].Store(n)
-		out[k] = n
 	}
-	return out, nil
+	return nil
 }
 
-// registerWith makes the node of mf whose local copy is cf, registering
-// it with the fetcher.
-func (t *tree) registerWith(mf *manifest.File, cf *cache.File) (*fileNode, error) {
+// registerWith registers mf, whose local copy is cf, with the fetcher.
+func (t *tree) registerWith(mf *manifest.File, cf *cache.File) (reg, error) {
 	// The manifest's pin keeps the file local (never evicted).
 	if err := cf.SetManifestPin(mf.Pin); err != nil {
-		return nil, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
+		return reg{}, fmt.Errorf("fs: manifest line %d: %s: %w", mf.Line, mf.Path, err)
 	}
 	spec := fetcher.Spec{
 		Path:     mf.Path,
@@ -269,11 +309,7 @@ func (t *tree) registerWith(mf *manifest.File, cf *cache.File) (*fileNode, error
 	}
 	// Eviction took blocks: background fill looks at the file again.
 	cf.SetDropHook(ff.Dropped)
-	mtime := mf.MTime
-	if mtime.IsZero() {
-		mtime = t.sh.mountTime
-	}
-	return &fileNode{sh: t.sh, path: mf.Path, url: mf.URL, size: mf.Size, mtime: mtime, store: cf, fetch: ff}, nil
+	return reg{store: cf, fetch: ff, size: mf.Size}, nil
 }
 
 // inode returns the inode of files[i] (node n) under parent, making it on
@@ -299,6 +335,9 @@ func (t *tree) transfer(i int) control.Transfer {
 		return n.transfer()
 	}
 	mf := &t.files[i]
+	if r := t.registered(i); r != nil {
+		return statusRow(mf.Path, mf.URL, r.size, r.store, r.fetch)
+	}
 	return control.Transfer{Path: mf.Path, URL: mf.URL, State: string(fetcher.StateRemote), Size: mf.Size,
 		Priority: mf.Priority.String(), Pinned: mf.Pin, ETASeconds: eta(mf.Size, 0, 0)}
 }

@@ -168,8 +168,9 @@ func TestInoAllocator(t *testing.T) {
 // fetcher.
 func registered(m *Mounted) int {
 	n := 0
-	for i := range m.root.sh.tree.nodes {
-		if m.root.sh.tree.nodes[i].Load() != nil {
+	t := m.root.sh.tree
+	for i := range t.nodes {
+		if t.nodes[i].Load() != nil || t.registered(i) != nil {
 			n++
 		}
 	}
