@@ -327,6 +327,12 @@ type outboxFile struct {
 	// digest follows the writes while they come in order (cp, mv); nil
 	// once one did not, and after a commit.
 	digest *digester
+	// stream is the upload that started while the file is written in
+	// order (uploader.StartStream), sending what digest hashed; nil when
+	// none. streamTried is set once one was asked for since the digest
+	// started.
+	stream      *uploader.Stream
+	streamTried bool
 }
 
 // pathLocked is the file's path relative to the outbox; outbox.mu is held.
@@ -367,11 +373,16 @@ func (n *outboxFile) beginChangeLocked() error {
 // held.
 func (n *outboxFile) commitLocked() error {
 	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode}
-	if n.digest != nil {
+	if n.stream != nil && n.digest != nil && n.digest.next() == n.size && n.stream.Running() {
+		// The stream sends the rest and the digest (it holds the digest
+		// itself); Commit aborts it if it cannot.
+		c.Stream, n.stream = n.stream, nil
+	} else if n.digest != nil {
 		c.SHA256 = n.digest.sum(n.size)
-		// Done with it: later appends are rare, and it holds a descriptor.
-		n.dropDigestLocked()
 	}
+	// Done with the digest: later appends are rare, and it holds a
+	// descriptor.
+	n.dropDigestLocked()
 	if err := n.ob.up.Commit(n.seq, c); err != nil {
 		return err
 	}
@@ -388,10 +399,16 @@ func (n *outboxFile) resetDigestLocked() {
 		return
 	}
 	n.digest = d
+	n.streamTried = false
 }
 
-// dropDigestLocked stops the digest.
+// dropDigestLocked stops the digest and abandons a stream that sends what
+// it hashed.
 func (n *outboxFile) dropDigestLocked() {
+	if n.stream != nil {
+		n.stream.Abort()
+		n.stream = nil
+	}
 	if n.digest != nil {
 		n.digest.stop()
 		n.digest = nil
@@ -408,6 +425,33 @@ func (n *outboxFile) digestWriteLocked(off, size int64) {
 		return
 	}
 	n.digest.wrote(size)
+	if !n.streamTried && !n.queued && n.digest.next() >= uploader.StreamMinSize {
+		n.streamTried = true
+		go n.ob.startStream(n)
+	}
+}
+
+// startStream starts a streamed upload of n if it is still being written
+// in order (uploader.StartStream). Runs on a goroutine of its own: a write
+// holds n.mu, and the path needs outbox.mu first.
+func (ob *outbox) startStream(n *outboxFile) {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := n.digest
+	if d == nil || n.gone || !n.dirty || n.queued || n.stream != nil {
+		return
+	}
+	d.hold()
+	st := ob.up.StartStream(n.seq, n.pathLocked(), d)
+	if st == nil {
+		d.stop()
+		return
+	}
+	d.setWake(st.Wake)
+	st.Wake() // it may have looked before the wake was set
+	n.stream = st
 }
 
 // statfs answers statfs in the outbox with the file system that holds the

@@ -16,8 +16,15 @@ import (
 // The goroutine runs only while it has bytes to catch up on; stop ends it
 // and waits for it. The owner (an outboxFile, under its lock) calls wrote,
 // sum and stop; they are not safe for concurrent use with each other.
+//
+// A streamed upload (uploader.Stream) shares it as its StreamSource: it
+// sends the bytes hashed so far, and the digest at the end. Each of the
+// two holders releases it once (stop, Release); the last one stops it.
 type digester struct {
 	f *os.File // its own read-only descriptor of the staged data
+	// wake, when set, is called after more bytes were hashed, and when
+	// hashing ends (uploader.Stream.Wake).
+	wake func()
 
 	mu      sync.Mutex
 	idle    *sync.Cond // broadcast when the goroutine stops running
@@ -25,6 +32,7 @@ type digester struct {
 	done    int64      // bytes hashed
 	running bool
 	stopped bool
+	refs    int // holders: the owner, and a stream
 	failed  bool // a read failed: no digest
 	// h is written by the goroutine while running, read by sum once it
 	// is not.
@@ -37,7 +45,7 @@ func newDigester(path string) (*digester, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &digester{f: f, h: sha256.New()}
+	d := &digester{f: f, h: sha256.New(), refs: 1}
 	d.idle = sync.NewCond(&d.mu)
 	return d, nil
 }
@@ -69,7 +77,11 @@ func (d *digester) run() {
 		if d.stopped || d.failed || d.done >= d.want {
 			d.running = false
 			d.idle.Broadcast()
+			wake := d.wake
 			d.mu.Unlock()
+			if wake != nil {
+				wake()
+			}
 			return
 		}
 		from, n := d.done, min(int64(len(buf)), d.want-d.done)
@@ -81,7 +93,11 @@ func (d *digester) run() {
 		if err != nil && int64(got) < n {
 			d.failed = true
 		}
+		wake := d.wake
 		d.mu.Unlock()
+		if wake != nil {
+			wake()
+		}
 	}
 }
 
@@ -99,9 +115,28 @@ func (d *digester) sum(size int64) []byte {
 	return d.h.Sum(nil)
 }
 
-// stop ends the goroutine, waits for it and closes the descriptor.
+// setWake sets the function called when more bytes were hashed.
+func (d *digester) setWake(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wake = f
+}
+
+// hold adds a holder (a stream).
+func (d *digester) hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refs++
+}
+
+// stop releases the owner's hold; the last holder ends the goroutine,
+// waits for it and closes the descriptor.
 func (d *digester) stop() {
 	d.mu.Lock()
+	if d.refs--; d.refs > 0 {
+		d.mu.Unlock()
+		return
+	}
 	d.stopped = true
 	for d.running {
 		d.idle.Wait()
@@ -109,3 +144,17 @@ func (d *digester) stop() {
 	d.mu.Unlock()
 	d.f.Close()
 }
+
+// Hashed is how many bytes from the start were hashed
+// (uploader.StreamSource).
+func (d *digester) Hashed() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.done
+}
+
+// Sum is sum (uploader.StreamSource).
+func (d *digester) Sum(size int64) []byte { return d.sum(size) }
+
+// Release is stop, for the stream (uploader.StreamSource).
+func (d *digester) Release() { d.stop() }

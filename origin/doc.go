@@ -37,8 +37,8 @@
 // PUT stores its body as the object at that path: 201 when new, 204 when it
 // replaced one, with the new ETag. If-None-Match: * on an existing object and
 // a non-matching If-Match give 412; a Content-Digest (sha-256, RFC 9530,
-// computed over the body as sent, before content decoding) that does not
-// match gives 400; Content-Encoding gzip and zstd are decoded, other codings
+// computed over the body as sent, before content decoding; a header, or a
+// trailer after a chunked body) that does not match gives 400; Content-Encoding gzip and zstd are decoded, other codings
 // give 415. Resumable uploads speak tus 1.0 with the creation and termination
 // extensions (tus.go).
 //

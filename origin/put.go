@@ -44,7 +44,14 @@ func (s *Server) servePut(ex *exchange) {
 		ex.textError(code, err.Error())
 		return
 	}
-	if want, ok, err := contentDigest(ex.r.Header.Get("Content-Digest")); err != nil {
+	// RFC 9530 lets the digest come as a trailer after a chunked body
+	// (ferry's streamed uploads); the trailer is known once the body was
+	// read.
+	digest := ex.r.Header.Get("Content-Digest")
+	if digest == "" {
+		digest = ex.r.Trailer.Get("Content-Digest")
+	}
+	if want, ok, err := contentDigest(digest); err != nil {
 		ex.textError(http.StatusBadRequest, err.Error())
 		return
 	} else if ok && !bytes.Equal(want, body.sum.Sum(nil)) {

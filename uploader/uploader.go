@@ -73,6 +73,14 @@ type Options struct {
 	// StallTimeout aborts an attempt when the server takes no body bytes
 	// or sends no answer for this long; 0 means 60s.
 	StallTimeout time.Duration
+	// NoStream turns streamed uploads off (StartStream returns nil):
+	// every upload waits for the commit and sends Content-Length and a
+	// Content-Digest header.
+	NoStream bool
+	// StreamIdle ends a stream whose writer wrote nothing for this long
+	// before the commit (the upload then waits for the commit); 0 means
+	// 10s.
+	StreamIdle time.Duration
 	// Transport sends the requests; nil means a transport of the
 	// Uploader's own, closed by Close.
 	Transport http.RoundTripper
@@ -103,6 +111,10 @@ type Content struct {
 	Path   string // relative to the outbox, "/"-separated
 	Size   int64
 	SHA256 []byte // of the content; nil: computed before the first attempt
+	// Stream, when not nil, is a streamed upload of this content that
+	// started while it was written (StartStream): Commit lets it finish
+	// instead of queueing a new attempt, or aborts it when it cannot.
+	Stream *Stream
 	MTime  time.Time
 	Mode   uint32
 }
@@ -140,6 +152,9 @@ type Uploader struct {
 	closed  bool
 	wake    *time.Timer // wakes workers when a backoff ends
 	wakeAt  time.Time
+	// streaming is set while a Stream runs (one at a time); noStream once
+	// the server refused one.
+	streaming, noStream bool
 }
 
 // item is one committed (or once committed) file.
@@ -242,6 +257,9 @@ func checkOptions(opts *Options) error {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.StreamIdle <= 0 {
+		opts.StreamIdle = 10 * time.Second
 	}
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = time.Minute
@@ -351,12 +369,25 @@ func (u *Uploader) Commit(seq uint64, c Content) error {
 		SHA256: c.SHA256, MTime: c.MTime.UnixNano(), Mode: c.Mode, ETag: etag}
 	it.stopLocked()
 	it.verify, it.unsure, it.failures, it.notBefore = false, false, 0, time.Time{}
+	streamed := c.Stream != nil && fresh && c.Stream.seq == seq && c.Stream.Running()
+	if streamed {
+		it.rec.Attempts = 1 // a later 412 may be this attempt's own upload
+	}
 	if err := u.q.PutOutbox(it.rec, true); err != nil {
 		if fresh {
 			delete(u.items, seq)
 		}
 		it.state = StateWriting // not committed
+		if c.Stream != nil {
+			c.Stream.Abort()
+		}
 		return fmt.Errorf("uploader: %w", err)
+	}
+	if streamed && c.Stream.adoptLocked(it, c.Size) {
+		return nil
+	}
+	if c.Stream != nil {
+		c.Stream.Abort()
 	}
 	u.queueLocked(it)
 	return nil
