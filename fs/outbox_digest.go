@@ -32,7 +32,7 @@ type digester struct {
 	done    int64      // bytes hashed
 	running bool
 	stopped bool
-	refs    int // holders: the owner, and a stream
+	refs    int  // holders: the owner, and a stream
 	failed  bool // a read failed: no digest
 	// h is written by the goroutine while running, read by sum once it
 	// is not.
