@@ -29,7 +29,8 @@ import (
 // own, like a real server (in this process its garbage collection would
 // slow the mount): the test origin, which keeps uploads in memory, and a
 // sink that discards the body, which shows ferry's own cost. One untimed
-// round of each warms the servers up.
+// round of each warms the servers up. With FERRY_BENCH_NOSTREAM set, both
+// again with streamed uploads off.
 //
 //	go test -run '^$' -bench OutboxVsCurl -benchtime 3x ./fs/
 func BenchmarkOutboxVsCurl(b *testing.B) {
@@ -48,10 +49,17 @@ func BenchmarkOutboxVsCurl(b *testing.B) {
 	src := filepath.Join(b.TempDir(), "src.bin")
 	writeGenerated(b, src, size, 99)
 	warm(b, src)
-	for _, server := range []string{"origin", "discard"} {
-		b.Run(server, func(b *testing.B) {
+	variants := []string{"origin", "discard"}
+	if os.Getenv("FERRY_BENCH_NOSTREAM") != "" {
+		// The same without streamed uploads (every upload waits for the
+		// close), to see what streaming gains.
+		variants = append(variants, "origin-nostream", "discard-nostream")
+	}
+	for _, variant := range variants {
+		server, nostream := strings.CutSuffix(variant, "-nostream")
+		b.Run(variant, func(b *testing.B) {
 			base := startBenchServer(b, server, size)
-			benchDrop(b, src, size, base+"/up/", func() {
+			benchDrop(b, src, size, base+"/up/", !nostream, func() {
 				for _, p := range []string{"curl.bin", "drop.bin"} {
 					req, _ := http.NewRequest(http.MethodDelete, base+"/up/"+p, nil)
 					if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -106,13 +114,14 @@ func TestOutboxBenchServer(t *testing.T) {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
-func benchDrop(b *testing.B, src string, size int64, url string, reset func()) {
+func benchDrop(b *testing.B, src string, size int64, url string, stream bool, reset func()) {
 	box := manifest.Outbox{Dir: "outbox", URL: url, Protocol: "put"}
 	m, err := Mount(b.TempDir(), &manifest.Manifest{Outbox: &box}, Options{CacheDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
+	m.outbox.up.SetStreams(stream)
 	dst := filepath.Join(m.Dir(), "outbox", "drop.bin")
 	// Warm-up round, untimed.
 	reset()

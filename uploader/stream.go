@@ -101,6 +101,15 @@ func (u *Uploader) StartStream(seq uint64, path string, src StreamSource) *Strea
 	return s
 }
 
+// SetStreams turns streamed uploads on or off (StartStream returns nil
+// while off); on again also forgets that a server refused one. For
+// benchmarks that compare both.
+func (u *Uploader) SetStreams(on bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.noStream = !on
+}
+
 // Abort abandons the stream (before its commit): the server stores
 // nothing.
 func (s *Stream) Abort() {
@@ -161,21 +170,22 @@ func (s *Stream) run() {
 		u.mu.Unlock()
 		return
 	}
+	it := j.it
+	current := !j.changed() && !it.removed
+	if current && sum != nil {
+		it.rec.SHA256 = sum
+	}
 	if err == nil {
 		u.mu.Unlock()
 		u.finish(j, etag, nil)
 		return
 	}
-	it := j.it
-	if j.changed() || it.removed {
+	if !current {
 		u.mu.Unlock()
 		return
 	}
 	// Fall back to a plain PUT now.
 	it.cancel = nil
-	if sum != nil {
-		it.rec.SHA256 = sum
-	}
 	if whole {
 		it.unsure = true
 	}
