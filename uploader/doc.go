@@ -38,6 +38,17 @@
 // Content-Encoding gzip or zstd (the encoded bytes are staged in TempDir
 // first, so their length and digest are known before the request).
 //
+// A new file written in order (cp, mv) is streamed: once StreamMinSize
+// bytes are written, its owner calls StartStream and the PUT starts while
+// the writer still writes, with a chunked body that follows the writes and
+// the Content-Digest in a trailer (RFC 9530 allows it there). The body ends
+// only after the commit, when every byte sent is committed content; a
+// change before that (a write out of order, a truncation, an unlink or
+// rename) or after it (Modify) cuts the request, so the server stores
+// nothing of it. A stream that fails falls back to a plain PUT at once; a
+// server that refuses one with a 4xx other than 412 (411 Length Required,
+// say) gets no more. One stream runs at a time, beside the workers.
+//
 // tus 1.0 (Protocol "tus") creates an upload with a POST to the same URL,
 // persists its Location in the record, then PATCHes from the offset the
 // server reports with HEAD; after a network loss or a restart it resumes from

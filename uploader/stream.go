@@ -201,8 +201,13 @@ func (s *Stream) run() {
 // send runs the request; status is the server's answer when there was one.
 func (s *Stream) send() (etag string, status int, err error) {
 	u := s.u
-	b := &streamBody{s: s, idle: time.NewTimer(u.opts.StreamIdle)}
+	b := &streamBody{s: s, idle: time.NewTimer(u.opts.StreamIdle), stallFor: u.opts.StallTimeout}
 	defer b.idle.Stop()
+	// A server that stops taking the body: the stall timer is reset
+	// whenever the body is asked for more, so it fires only while a write
+	// to the connection blocks.
+	b.stall = time.AfterFunc(b.stallFor, func() { s.cancel(errStalled) })
+	defer b.stall.Stop()
 	req, err := http.NewRequestWithContext(s.ctx, http.MethodPut, u.URL(s.path), b)
 	if err != nil {
 		return "", 0, err
@@ -241,15 +246,18 @@ func (s *Stream) send() (etag string, status int, err error) {
 // streamBody is the body of a streamed PUT: the bytes of the staged file
 // as they are hashed, then, once committed, the end and the digest.
 type streamBody struct {
-	s       *Stream
-	off     int64
-	trailer http.Header
-	idle    *time.Timer
+	s        *Stream
+	off      int64
+	trailer  http.Header
+	idle     *time.Timer
+	stall    *time.Timer
+	stallFor time.Duration
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
 	s := b.s
 	for {
+		b.stall.Reset(b.stallFor)
 		if s.ctx.Err() != nil {
 			return 0, context.Cause(s.ctx)
 		}

@@ -277,3 +277,57 @@ func TestStreamRefusedFallsBack(t *testing.T) {
 		t.Error("a stream started after the server refused one")
 	}
 }
+
+// TestStreamStalledFallsBack: a server that takes a stream's request and
+// then stops reading and answering cuts it after StallTimeout; the file
+// goes with a plain PUT.
+func TestStreamStalledFallsBack(t *testing.T) {
+	var mu sync.Mutex
+	stored := map[string][]byte{}
+	streams := 0
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength < 0 {
+			mu.Lock()
+			streams++
+			mu.Unlock()
+			// Neither reads nor answers. The server notices no client
+			// leaving while the body is unread: the test ends it.
+			<-release
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		stored[r.URL.Path] = b
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(srv.Close)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before srv.Close, which waits for the handler
+	fx := newFixture(t, Options{URL: srv.URL + "/in/", StreamIdle: 5 * time.Minute, StallTimeout: time.Second})
+	fx.u.Start()
+	data := gen(5, 16<<20)
+	st, src := fx.startStream(1, "z.bin")
+	src.write(t, data)
+	c := Content{Path: "z.bin", Size: int64(len(data)), MTime: time.Now(), Mode: 0o644, Stream: st}
+	if err := fx.u.Commit(1, c); err != nil {
+		t.Fatal(err)
+	}
+	if state, err := fx.waitDone("z.bin", 1); state != "sent" {
+		t.Fatalf("state %s: %v", state, err)
+	}
+	mu.Lock()
+	got, n := stored["/in/z.bin"], streams
+	mu.Unlock()
+	if sum(got) != sum(data) || n != 1 {
+		t.Fatalf("stored %d bytes after %d streams", len(got), n)
+	}
+	fx.waitStreamEnd(src)
+	unblock() // before the leak check
+}
