@@ -136,7 +136,7 @@ func (fl *File) endWaitLocked() {
 	}
 }
 
-// Background fill gives way to reads: between two blocks, a background
+// Background fill gives way to reads: between two blocks of a response, a background
 // transfer pauses while a read's job runs and for readQuiet after, so the
 // read's request does not queue behind background bytes on the origin, the
 // network and the CPU. A floor keeps the fill going whatever the reads do:
