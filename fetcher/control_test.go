@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,26 +138,37 @@ func TestPauseHoldsBackgroundButNotReads(t *testing.T) {
 	waitState(t, fl, StateComplete)
 }
 
+// A low-priority file completes while reads go on nonstop: the floor lets
+// background requests of several blocks through however busy the reads
+// keep the fetcher.
 func TestLowPriorityFinishesUnderContinuousReads(t *testing.T) {
-	fx := newFixture(t, Options{MaxConns: 2, Background: true, ChunkSize: testBS})
-	const size = 8 * testBS
+	fx := newFixture(t, Options{MaxConns: 2, Background: true, ChunkSize: 8 * testBS})
+	const size = 32 * testBS
 	low, _ := fx.add("low.bin", size, 1, manifest.Low)
-	reader, _ := fx.add("hot.bin", 64*testBS, 2, manifest.High)
+	const hotBlocks = 4096 // more than the reads below get through before low completes
+	reader, _ := fx.add("hot.bin", hotBlocks*testBS, 2, manifest.High)
+	reader.Pause() // only the reads fetch it
 	fx.origin.SetFaults("hot.bin", origin.Faults{Latency: 2 * time.Millisecond})
 	fx.f.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var reading atomic.Int64
 	for w := range 2 {
 		wg.Add(1)
+		reading.Add(1)
 		go func() {
 			defer wg.Done()
+			defer reading.Add(-1)
 			// Nonstop demand reads, always of blocks not local yet.
-			for i := int64(w); ctx.Err() == nil && i < 64; i += 2 {
+			for i := int64(w); ctx.Err() == nil && i < hotBlocks; i += 2 {
 				_ = reader.Ensure(ctx, i*testBS, 1)
 			}
 		}()
 	}
 	waitState(t, low, StateComplete)
+	if n := reading.Load(); n != 2 {
+		t.Errorf("the low file completed only after %d of 2 readers had stopped", 2-n)
+	}
 	cancel()
 	wg.Wait()
 }

@@ -155,7 +155,12 @@ func (f *Fetcher) nextLocked() *job {
 		}
 		return j
 	}
-	if !lowFree || !f.started || !f.opts.Background || f.queue.Len() > 0 {
+	if !lowFree || !f.started || !f.opts.Background {
+		return nil
+	}
+	// Queued reads that wait for a demand slot leave the low slots to
+	// background fill: reads that never stop must not starve it.
+	if f.queue.Len() > 0 && f.queue[0].class != classDemand {
 		return nil
 	}
 	j := f.backgroundLocked()
