@@ -316,6 +316,19 @@ func TestLazyRegistration(t *testing.T) {
 	if len(res) != 1 || res[0].Files != 0 || res[0].Error == "" {
 		t.Errorf("pause of a missing path: %+v", res)
 	}
+
+	// ferry pin --wait of a file nothing used: registered, filled, pinned.
+	res = m.Apply(context.Background(), control.OpPin, control.Request{Paths: []string{"e/three.bin"}, Wait: true})
+	if len(res) != 1 || res[0].Files != 1 || res[0].Error != "" {
+		t.Fatalf("pin e/three.bin: %+v", res)
+	}
+	st = m.Status(control.Query{Paths: []string{"e/three.bin"}})
+	if len(st.Transfers) != 1 || !st.Transfers[0].Pinned || st.Transfers[0].Local != 100 {
+		t.Errorf("e/three.bin after pin --wait: %+v", st.Transfers)
+	}
+	if got, want := fileSum(t, filepath.Join(m.Dir(), "e", "three.bin")), generatedSum(43, 100); got != want {
+		t.Error("e/three.bin: content differs")
+	}
 }
 
 // TestLazyRestart checks that a file read in one run is known at once in
