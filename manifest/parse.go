@@ -20,7 +20,11 @@ import (
 // A problem with the content is returned as an *Error carrying the line of
 // the offending value; the first problem found (in line order) wins.
 func Parse(r io.Reader, name string, env func(string) (string, bool)) (*Manifest, error) {
-	return parse(r, name, env, 0)
+	var size int64
+	if l, ok := r.(interface{ Len() int }); ok {
+		size = int64(l.Len()) // bytes.Reader, strings.Reader, bytes.Buffer
+	}
+	return parse(r, name, env, size)
 }
 
 // parse is Parse; size, when positive, is the length of the input in
