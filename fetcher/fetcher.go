@@ -161,6 +161,8 @@ type Fetcher struct {
 	ctx    context.Context // cancelled by Close; every request uses it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the workers
+	// warming counts Warm's requests in flight (tests wait for them).
+	warming sync.WaitGroup
 
 	// mu guards everything below, and the fields of every File and job
 	// marked "guarded by Fetcher.mu". It is never held across I/O: not

@@ -215,6 +215,8 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 			mnt.stopControl()
 		}
 	}()
+	// Connections to the origins open while the mount goes live.
+	fet.Warm(warmURLs(t, m))
 	if err := mnt.mount(root, opts); err != nil {
 		return nil, err
 	}
@@ -548,4 +550,19 @@ func (m *Mounted) removeStaleMount() {
 			m.log.Error("fs: cannot remove failed mount", "mountpoint", m.dir, "err", err)
 		}
 	}
+}
+
+// warmURLs returns the URLs of the first files of the manifest that are
+// not complete in the cache, for Fetcher.Warm (which keeps one per host): a
+// mount whose files are all local touches no origin. A large manifest is
+// not walked to the end for it.
+func warmURLs(t *tree, m *manifest.Manifest) []string {
+	var urls []string
+	for i := range min(len(m.Files), 10000) {
+		if r := t.registered(i); r != nil && r.store.Complete() {
+			continue
+		}
+		urls = append(urls, m.Files[i].URL)
+	}
+	return urls
 }
