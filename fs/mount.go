@@ -162,6 +162,7 @@ func MountContext(ctx context.Context, mountpoint string, m *manifest.Manifest, 
 		blockSize: opts.BlockSize,
 		log:       opts.Logger,
 		quiet:     slog.New(quietHandler{opts.Logger.Handler()}),
+		inval:     iv,
 	}
 	t := newTree(m.Files, outboxInoKeys(m.Outbox))
 	t.c, t.fet, t.sh, t.iv = c, fet, sh, iv

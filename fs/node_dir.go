@@ -31,6 +31,8 @@ type shared struct {
 	reads atomic.Int64
 	// tree is the manifest's directory tree; set before the mount is live.
 	tree *tree
+	// inval drops the kernel's cached pages of files (invalidate.go).
+	inval *invalidator
 }
 
 // dirNode is a directory implied by the manifest paths: the paths

@@ -52,6 +52,13 @@ type fileNode struct {
 	// bypass the page cache (FOPEN_DIRECT_IO): pages of the new version
 	// must never be where an old handle can read them without asking.
 	openAt map[int]int
+	// closing counts the caching handles that were flushed (closed by
+	// a process) since they were opened or since closeEpoch last
+	// changed; released is closed at every release of a caching handle
+	// (made by an open waiting for one). See handoverLocked.
+	closing    int32
+	closeEpoch uint32
+	released   chan struct{}
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -81,6 +88,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.sh.passthrough.Load() {
+		if st, _ := n.fetch.State(); st == fetcher.StateComplete {
+			n.handoverLocked(ctx)
+		}
+	}
 	restarts := n.store.Restarts()
 	// The bytes of a version never change, so the page cache may keep
 	// them across opens, unless the version changed since the last open:
@@ -134,6 +146,7 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		if raOff, raN := h.ra.advance(off, end, n.store.BlockSize(), n.size); raN > 0 {
 			n.fetch.Readahead(raOff, raN)
 		}
+		n.dropBehind(h)
 	}
 	buf := dest[:end-off]
 	if h != nil && h.nonblock && n.store.Missing(off/n.store.BlockSize(), (end-1)/n.store.BlockSize()) >= 0 {
@@ -218,14 +231,47 @@ type handle struct {
 	restarts int  // the cache's restart count at open: the version read
 	nonblock bool // opened O_NONBLOCK: reads of missing bytes get EAGAIN
 	ra       readahead
+	// closing is set when the handle was flushed, counted in
+	// node.closing as of node.closeEpoch == epoch. Guarded by node.mu.
+	closing bool
+	epoch   uint32
+}
+
+// Flush is sent at every close(2) of a descriptor of the handle, before
+// close returns; the release follows when the last descriptor is gone.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	n := h.node
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !h.closing || h.epoch != n.closeEpoch {
+		h.closing, h.epoch = true, n.closeEpoch
+		n.closing++
+	}
+	return 0
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	h.node.mu.Lock()
-	h.node.cachedOpen--
-	h.node.countOpenLocked(h.restarts, -1)
-	h.node.mu.Unlock()
-	h.node.fetch.Closed()
+	n := h.node
+	n.mu.Lock()
+	n.cachedOpen--
+	n.countOpenLocked(h.restarts, -1)
+	if h.closing && h.epoch == n.closeEpoch {
+		n.closing--
+	}
+	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.size >= dropMinSize && n.sh.inval != nil {
+		// The next open will be passthrough if the file is complete:
+		// drop the pages cached through this process now, before
+		// waking an open waiting for this release (handoverLocked).
+		if st, _ := n.fetch.State(); st == fetcher.StateComplete {
+			n.sh.inval.dropRange(n, 0, 0)
+		}
+	}
+	if n.released != nil {
+		close(n.released)
+		n.released = nil
+	}
+	n.mu.Unlock()
+	n.fetch.Closed()
 	return 0
 }
 
@@ -236,6 +282,9 @@ type passthroughHandle struct {
 	handle
 	f *os.File // the data file, O_RDONLY; closed in Release
 }
+
+// Flush does nothing: only the release of caching handles is waited for.
+func (h *passthroughHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
 
 func (h *passthroughHandle) PassthroughFd() (int, bool) {
 	return int(h.f.Fd()), true
