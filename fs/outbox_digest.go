@@ -39,6 +39,15 @@ type digester struct {
 	h hash.Hash
 }
 
+// digestBufs holds the read buffers of digest goroutines: one stops
+// whenever it caught up with its writer, so it starts again about once a
+// write, and a fresh 1 MiB buffer each time cost as much as a copy of the
+// data (measured: memclr in the profile of BenchmarkOutboxVsCurl).
+var digestBufs = sync.Pool{New: func() any {
+	b := make([]byte, 1<<20)
+	return &b
+}}
+
 // newDigester starts following the staged data at path (empty so far).
 func newDigester(path string) (*digester, error) {
 	f, err := os.Open(path)
@@ -71,7 +80,9 @@ func (d *digester) wrote(n int64) {
 
 // run hashes until it caught up with want.
 func (d *digester) run() {
-	buf := make([]byte, 1<<20)
+	bp := digestBufs.Get().(*[]byte)
+	defer digestBufs.Put(bp)
+	buf := *bp
 	for {
 		d.mu.Lock()
 		if d.stopped || d.failed || d.done >= d.want {
