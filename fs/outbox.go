@@ -333,6 +333,7 @@ type outboxFile struct {
 	// started.
 	stream      *uploader.Stream
 	streamTried bool
+	writeStart  time.Time // when digest started: the writer's rate
 }
 
 // pathLocked is the file's path relative to the outbox; outbox.mu is held.
@@ -400,6 +401,7 @@ func (n *outboxFile) resetDigestLocked() {
 	}
 	n.digest = d
 	n.streamTried = false
+	n.writeStart = time.Now()
 }
 
 // dropDigestLocked stops the digest and abandons a stream that sends what
@@ -444,7 +446,8 @@ func (ob *outbox) startStream(n *outboxFile) {
 		return
 	}
 	d.hold()
-	st := ob.up.StartStream(n.seq, n.pathLocked(), d)
+	rate := float64(d.next()) / max(time.Since(n.writeStart).Seconds(), 1e-6)
+	st := ob.up.StartStream(n.seq, n.pathLocked(), d, rate)
 	if st == nil {
 		d.stop()
 		return

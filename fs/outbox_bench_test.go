@@ -18,6 +18,7 @@ import (
 
 	"ferry/manifest"
 	"ferry/origin"
+	"ferry/uploader"
 )
 
 // BenchmarkOutboxVsCurl drops a file (1 GiB, or FERRY_BENCH_UPLOAD_SIZE
@@ -30,7 +31,7 @@ import (
 // slow the mount): the test origin, which keeps uploads in memory, and a
 // sink that discards the body, which shows ferry's own cost. One untimed
 // round of each warms the servers up. With FERRY_BENCH_NOSTREAM set, each
-// again with streamed uploads off; with FERRY_BENCH_PACED set, the test
+// again with streamed uploads always on and always off; with FERRY_BENCH_PACED set, the test
 // origin alone, taking each upload at 100 MB/s.
 //
 //	go test -run '^$' -bench OutboxVsCurl -benchtime 3x ./fs/
@@ -57,17 +58,20 @@ func BenchmarkOutboxVsCurl(b *testing.B) {
 		variants = []string{"paced"}
 	}
 	if os.Getenv("FERRY_BENCH_NOSTREAM") != "" {
-		// The same without streamed uploads (every upload waits for the
-		// close), to see what streaming gains.
+		// The same with streamed uploads always on and always off (the
+		// default streams when the writer is faster than the last upload
+		// was), to see what streaming gains.
 		for _, v := range variants {
-			variants = append(variants, v+"-nostream")
+			variants = append(variants, v+"-stream", v+"-nostream")
 		}
 	}
 	for _, variant := range variants {
-		server, nostream := strings.CutSuffix(variant, "-nostream")
+		server, mode, _ := strings.Cut(variant, "-")
+		streams := map[string]uploader.StreamMode{"": uploader.StreamAuto,
+			"stream": uploader.StreamAlways, "nostream": uploader.StreamNever}[mode]
 		b.Run(variant, func(b *testing.B) {
 			base := startBenchServer(b, server, size)
-			benchDrop(b, src, size, base+"/up/", !nostream, func() {
+			benchDrop(b, src, size, base+"/up/", streams, func() {
 				for _, p := range []string{"curl.bin", "drop.bin"} {
 					req, _ := http.NewRequest(http.MethodDelete, base+"/up/"+p, nil)
 					if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -127,14 +131,14 @@ func TestOutboxBenchServer(t *testing.T) {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
-func benchDrop(b *testing.B, src string, size int64, url string, stream bool, reset func()) {
+func benchDrop(b *testing.B, src string, size int64, url string, streams uploader.StreamMode, reset func()) {
 	box := manifest.Outbox{Dir: "outbox", URL: url, Protocol: "put"}
 	m, err := Mount(b.TempDir(), &manifest.Manifest{Outbox: &box}, Options{CacheDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	m.outbox.up.SetStreams(stream)
+	m.outbox.up.SetStreams(streams)
 	dst := filepath.Join(m.Dir(), "outbox", "drop.bin")
 	// Warm-up round, untimed.
 	reset()

@@ -17,6 +17,8 @@ func (fx *outboxFixture) streamFile(rel string, seed uint64, size int64) *os.Fil
 	if size < uploader.StreamMinSize {
 		t.Fatalf("%d bytes do not start a stream", size)
 	}
+	// Whatever the link's rate against the writer's.
+	fx.m.outbox.up.SetStreams(uploader.StreamAlways)
 	f, err := os.OpenFile(fx.path(rel), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		t.Fatal(err)

@@ -38,8 +38,9 @@
 // Content-Encoding gzip or zstd (the encoded bytes are staged in TempDir
 // first, so their length and digest are known before the request).
 //
-// A new file written in order (cp, mv) is streamed: once StreamMinSize
-// bytes are written, its owner calls StartStream and the PUT starts while
+// A new file written in order (cp, mv) may be streamed: once StreamMinSize
+// bytes are written, its owner calls StartStream, and if the writer is
+// faster than the last plain PUT was (StreamAuto) the PUT starts while
 // the writer still writes, with a chunked body that follows the writes and
 // the Content-Digest in a trailer (RFC 9530 allows it there). The body ends
 // only after the commit, when every byte sent is committed content; a

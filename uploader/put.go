@@ -93,6 +93,7 @@ func (u *Uploader) sendPut(j *job, src *source) (string, error) {
 	if src.size == 0 && j.changed() {
 		return "", errChanged // the headers alone would complete it
 	}
+	start := time.Now()
 	resp, err := u.do(j, req, b)
 	if err != nil {
 		return "", err
@@ -101,6 +102,9 @@ func (u *Uploader) sendPut(j *job, src *source) (string, error) {
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		if src.encoding == "" {
+			u.notePutRate(src.size, time.Since(start))
+		}
 		return resp.Header.Get("ETag"), nil
 	case resp.StatusCode == http.StatusPreconditionFailed:
 		return u.refused(j, target, resp)

@@ -75,12 +75,32 @@ type Stream struct {
 	sum   []byte
 }
 
+// StreamMode says when StartStream starts a stream.
+type StreamMode int
+
+const (
+	// StreamAuto (the default) streams when the writer is faster than
+	// the last plain PUT was: then the upload would outlast the copy, and
+	// sending while writing hides the copy. On a link faster than the
+	// writer the upload after the close is short, and sending during the
+	// copy only competes with it for the CPU (measured on loopback: the
+	// copy slowed by more than the upload took). Until a plain PUT of at
+	// least StreamMinSize bytes was timed, nothing streams.
+	StreamAuto StreamMode = iota
+	// StreamAlways streams every file that qualifies.
+	StreamAlways
+	// StreamNever turns streams off.
+	StreamNever
+)
+
 // StartStream starts a streamed PUT of the file seq at path, whose content
-// src follows. It returns nil when no stream can start: another one runs,
-// the protocol is tus or uses a Content-Encoding, the file was committed
-// before, streams are off, or the Uploader is closed. The stream owns src
-// from then on (it calls Release).
-func (u *Uploader) StartStream(seq uint64, path string, src StreamSource) *Stream {
+// src follows; writeRate is how fast (bytes/s) it was written so far. It
+// returns nil when no stream can start: another one runs, the protocol is
+// tus or uses a Content-Encoding, the file was committed before, streams
+// are off (StreamMode, Options.NoStream, a server that refused one), the
+// link is faster than the writer (StreamAuto), or the Uploader is closed.
+// The stream owns src from then on (it calls Release).
+func (u *Uploader) StartStream(seq uint64, path string, src StreamSource, writeRate float64) *Stream {
 	if checkPath(path) != nil || u.opts.Protocol != "put" || u.opts.Encoding != "" || u.opts.NoStream {
 		return nil
 	}
@@ -88,6 +108,14 @@ func (u *Uploader) StartStream(seq uint64, path string, src StreamSource) *Strea
 	defer u.mu.Unlock()
 	if u.closed || !u.started || u.streaming || u.noStream || u.items[seq] != nil {
 		return nil
+	}
+	switch u.streamMode {
+	case StreamNever:
+		return nil
+	case StreamAuto:
+		if u.putRate <= 0 || writeRate <= u.putRate {
+			return nil
+		}
 	}
 	f, err := os.Open(StagedPath(u.opts.StagedDir, seq))
 	if err != nil {
@@ -101,13 +129,23 @@ func (u *Uploader) StartStream(seq uint64, path string, src StreamSource) *Strea
 	return s
 }
 
-// SetStreams turns streamed uploads on or off (StartStream returns nil
-// while off); on again also forgets that a server refused one. For
-// benchmarks that compare both.
-func (u *Uploader) SetStreams(on bool) {
+// SetStreams sets when streams start (StreamAuto by default); it also
+// forgets that a server refused one. For tests and benchmarks.
+func (u *Uploader) SetStreams(m StreamMode) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.noStream = !on
+	u.streamMode, u.noStream = m, false
+}
+
+// notePutRate records the rate of a plain PUT of size bytes that took d
+// (StreamAuto compares writers with it).
+func (u *Uploader) notePutRate(size int64, d time.Duration) {
+	if size < StreamMinSize || d <= 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.putRate = float64(size) / d.Seconds()
 }
 
 // Abort abandons the stream (before its commit): the server stores

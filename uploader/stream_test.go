@@ -101,7 +101,7 @@ func (fx *fixture) startStream(seq uint64, path string) (*Stream, *testSource) {
 	if err := os.WriteFile(src.path, nil, 0o600); err != nil {
 		fx.t.Fatal(err)
 	}
-	st := fx.u.StartStream(seq, path, src)
+	st := fx.u.StartStream(seq, path, src, 1)
 	if st == nil {
 		fx.t.Fatal("StartStream: no stream")
 	}
@@ -127,6 +127,7 @@ func (fx *fixture) waitStreamEnd(src *testSource) {
 func TestStreamSendsWhileWriting(t *testing.T) {
 	fx := newFixture(t, Options{StreamIdle: 5 * time.Minute})
 	fx.u.Start()
+	fx.u.SetStreams(StreamAlways)
 	data := gen(1, 3<<20+17)
 	st, src := fx.startStream(1, "s.bin")
 	src.write(t, data[:2<<20])
@@ -136,7 +137,7 @@ func TestStreamSendsWhileWriting(t *testing.T) {
 	if _, ok := fx.content("s.bin"); ok {
 		t.Fatal("the server has the file before its commit")
 	}
-	if fx.u.StartStream(2, "other.bin", newTestSource(StagedPath(fx.staged, 2))) != nil {
+	if fx.u.StartStream(2, "other.bin", newTestSource(StagedPath(fx.staged, 2)), 1) != nil {
 		t.Error("a second stream started while one runs")
 	}
 	src.write(t, data[2<<20:])
@@ -163,6 +164,7 @@ func TestStreamSendsWhileWriting(t *testing.T) {
 func TestStreamAbortStoresNothing(t *testing.T) {
 	fx := newFixture(t, Options{StreamIdle: 5 * time.Minute})
 	fx.u.Start()
+	fx.u.SetStreams(StreamAlways)
 	st, src := fx.startStream(1, "a.bin")
 	src.write(t, gen(1, 1<<20))
 	waitFor(t, "the first bytes at the server", func() bool {
@@ -199,6 +201,7 @@ func TestStreamAbortStoresNothing(t *testing.T) {
 func TestStreamChangedAfterCommit(t *testing.T) {
 	fx := newFixture(t, Options{StreamIdle: 5 * time.Minute})
 	fx.u.Start()
+	fx.u.SetStreams(StreamAlways)
 	st, src := fx.startStream(1, "c.bin")
 	first := gen(1, 2<<20)
 	src.write(t, first[:1<<20])
@@ -255,6 +258,7 @@ func TestStreamRefusedFallsBack(t *testing.T) {
 	t.Cleanup(srv.Close)
 	fx := newFixture(t, Options{URL: srv.URL + "/in/", StreamIdle: 5 * time.Minute})
 	fx.u.Start()
+	fx.u.SetStreams(StreamAlways)
 	data := gen(4, 2<<20+1)
 	st, src := fx.startStream(1, "r.bin")
 	src.write(t, data)
@@ -273,7 +277,7 @@ func TestStreamRefusedFallsBack(t *testing.T) {
 		t.Fatalf("stored %d bytes, digest %q", len(got), digest)
 	}
 	fx.waitStreamEnd(src)
-	if fx.u.StartStream(2, "next.bin", newTestSource(StagedPath(fx.staged, 2))) != nil {
+	if fx.u.StartStream(2, "next.bin", newTestSource(StagedPath(fx.staged, 2)), 1) != nil {
 		t.Error("a stream started after the server refused one")
 	}
 }
@@ -312,6 +316,7 @@ func TestStreamStalledFallsBack(t *testing.T) {
 	t.Cleanup(unblock) // before srv.Close, which waits for the handler
 	fx := newFixture(t, Options{URL: srv.URL + "/in/", StreamIdle: 5 * time.Minute, StallTimeout: time.Second})
 	fx.u.Start()
+	fx.u.SetStreams(StreamAlways)
 	data := gen(5, 16<<20)
 	st, src := fx.startStream(1, "z.bin")
 	src.write(t, data)
@@ -330,4 +335,35 @@ func TestStreamStalledFallsBack(t *testing.T) {
 	}
 	fx.waitStreamEnd(src)
 	unblock() // before the leak check
+}
+
+// TestStreamAuto: by default a stream starts only when the writer is
+// faster than the last plain PUT was, and not before one was timed.
+func TestStreamAuto(t *testing.T) {
+	fx := newFixture(t, Options{StreamIdle: 5 * time.Minute})
+	fx.u.Start()
+	src := newTestSource(StagedPath(fx.staged, 2))
+	if err := os.WriteFile(src.path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fx.u.StartStream(2, "b.bin", src, 1e18) != nil {
+		t.Fatal("a stream started before any upload was timed")
+	}
+	fx.commit(1, "a.bin", gen(1, StreamMinSize))
+	if state, err := fx.waitDone("a.bin", 1); state != "sent" {
+		t.Fatalf("state %s: %v", state, err)
+	}
+	if fx.u.StartStream(2, "b.bin", src, 1) != nil {
+		t.Fatal("a stream started for a writer slower than the link")
+	}
+	st := fx.u.StartStream(2, "b.bin", src, 1e18)
+	if st == nil {
+		t.Fatal("no stream for a writer faster than the link")
+	}
+	st.Abort()
+	fx.waitStreamEnd(src)
+	fx.u.SetStreams(StreamNever)
+	if fx.u.StartStream(2, "b.bin", newTestSource(src.path), 1e18) != nil {
+		t.Fatal("a stream started with streams off")
+	}
 }

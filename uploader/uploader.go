@@ -153,8 +153,11 @@ type Uploader struct {
 	wake    *time.Timer // wakes workers when a backoff ends
 	wakeAt  time.Time
 	// streaming is set while a Stream runs (one at a time); noStream once
-	// the server refused one.
+	// the server refused one. putRate is the rate of the last timed plain
+	// PUT in bytes/s (0: none yet).
 	streaming, noStream bool
+	streamMode          StreamMode
+	putRate             float64
 }
 
 // item is one committed (or once committed) file.
