@@ -461,3 +461,36 @@ func TestMigrateV1(t *testing.T) {
 		}
 	}
 }
+
+// A request Room refused is announced by OnRoom once it fits, even when
+// some room (too little for it) was announced before.
+func TestRoomNotifiedWhenRefusedRequestFits(t *testing.T) {
+	const bs = 4096
+	const limit = 64 * bs
+	var rooms atomic.Int32
+	c := openTest(t, t.TempDir(), Options{MaxSize: limit, OnRoom: func() { rooms.Add(1) }})
+	f, gen := pinned(t, c, "f", 40*bs, bs)
+	writeAll(t, f, gen, 1, 40*bs)
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.tick(false) // a little room: announced now or before
+	if c.Room(30 * bs) {
+		t.Fatal("room for 30 blocks with 40 of 64 used")
+	}
+	before := rooms.Load()
+	c.tick(false)
+	if rooms.Load() != before {
+		t.Fatal("OnRoom called while the refused request still does not fit")
+	}
+	if err := f.Evict(); err != nil {
+		t.Fatal(err)
+	}
+	c.tick(false)
+	if rooms.Load() == before {
+		t.Fatal("OnRoom not called once the refused request fits")
+	}
+	if !c.Room(30 * bs) {
+		t.Fatal("no room for 30 blocks in an empty cache")
+	}
+}

@@ -81,6 +81,9 @@ type space struct {
 	ballastSize int64
 	ballastOn   bool      // the ballast file holds ballastSize bytes
 	roomShown   bool      // the last tick saw room for background fill
+	// wantRoom is the smallest request Room refused since OnRoom was last
+	// called: room for a byte is not room for it.
+	wantRoom int64
 	overLogAt   time.Time // last "over its limit" warning
 	fullLogAt   time.Time // last "disk full" error
 	evicted     int64     // bytes evicted since Open
@@ -234,12 +237,15 @@ func (c *Cache) Room(n int64) bool {
 	s := &c.space
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.full || c.closed.Load() {
+	if c.closed.Load() {
 		return false
 	}
 	used := s.usedLocked()
 	lim := s.limitLocked(used)
-	if used+s.reserved+s.granted+max(n, 0)+slack(lim) > lim {
+	if s.full || used+s.reserved+s.granted+max(n, 0)+slack(lim) > lim {
+		if n > 0 && (s.wantRoom == 0 || n < s.wantRoom) {
+			s.wantRoom = n
+		}
 		return false
 	}
 	s.granted += max(n, 0)

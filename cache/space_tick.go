@@ -127,9 +127,14 @@ func (c *Cache) notifyRoom() {
 	s.mu.Lock()
 	used := s.usedLocked()
 	lim := s.limitLocked(used)
-	room := !s.full && used+s.reserved+s.granted+slack(lim) < lim
-	notify := room && !s.roomShown
+	// Room for what background fill last asked for, when it was refused;
+	// else room at all.
+	room := !s.full && used+s.reserved+s.granted+s.wantRoom+slack(lim) < lim
+	notify := room && (!s.roomShown || s.wantRoom > 0)
 	s.roomShown = room
+	if notify {
+		s.wantRoom = 0
+	}
 	s.mu.Unlock()
 	if notify && s.onRoom != nil {
 		s.onRoom()
