@@ -79,14 +79,14 @@ type space struct {
 	full        bool      // ENOSPC seen and space not back yet
 	fullSince   time.Time
 	ballastSize int64
-	ballastOn   bool      // the ballast file holds ballastSize bytes
-	roomShown   bool      // the last tick saw room for background fill
+	ballastOn   bool // the ballast file holds ballastSize bytes
+	roomShown   bool // the last tick saw room for background fill
 	// wantRoom is the smallest request Room refused since OnRoom was last
 	// called: room for a byte is not room for it.
-	wantRoom int64
-	overLogAt   time.Time // last "over its limit" warning
-	fullLogAt   time.Time // last "disk full" error
-	evicted     int64     // bytes evicted since Open
+	wantRoom  int64
+	overLogAt time.Time // last "over its limit" warning
+	fullLogAt time.Time // last "disk full" error
+	evicted   int64     // bytes evicted since Open
 
 	kick chan struct{} // cap 1
 	stop chan struct{}
