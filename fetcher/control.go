@@ -25,11 +25,21 @@ func (fl *File) rankLocked() int {
 	return int(fl.prio)
 }
 
+// rankedLocked queues fl in its new rank if a change left rank old.
+// Fetcher.mu is held.
+func (fl *File) rankedLocked(old int) {
+	if fl.rank() != old {
+		fl.f.queueLocked(fl)
+	}
+}
+
 // SetPriority changes the file's background priority.
 func (fl *File) SetPriority(p manifest.Priority) {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
+	old := fl.rank()
 	fl.prio = p // reorders background work, creates none: no wake-up
+	fl.rankedLocked(old)
 }
 
 // Opened raises the file's background fill while a program has it open;
@@ -37,7 +47,9 @@ func (fl *File) SetPriority(p manifest.Priority) {
 func (fl *File) Opened() {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
+	old := fl.rank()
 	fl.opens++ // reorders background work, creates none: no wake-up
+	fl.rankedLocked(old)
 }
 
 // Closed drops the raise of one Opened.
@@ -45,7 +57,9 @@ func (fl *File) Closed() {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
 	if fl.opens > 0 {
+		old := fl.rank()
 		fl.opens--
+		fl.rankedLocked(old)
 	}
 }
 
@@ -54,7 +68,9 @@ func (fl *File) Closed() {
 func (fl *File) SetPinned(pinned bool) {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
+	old := fl.rank()
 	fl.pinned = pinned
+	fl.rankedLocked(old)
 	if pinned {
 		fl.paused = false
 	}
@@ -80,6 +96,7 @@ func (fl *File) Resume() {
 		fl.shaFailures, fl.hashFailures = 0, 0
 		fl.done, fl.doneSent = false, false
 		fl.retryAt = time.Time{}
+		fl.f.queueLocked(fl) // re-armed
 		fl.notifyLocked()
 	}
 	fl.f.work.Signal()
@@ -106,6 +123,7 @@ func (fl *File) Dropped() {
 	fl.f.mu.Lock()
 	defer fl.f.mu.Unlock()
 	fl.done, fl.doneSent, fl.bgNext = false, false, 0
+	fl.f.queueLocked(fl) // re-armed
 	fl.f.work.Signal()
 }
 

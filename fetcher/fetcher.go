@@ -168,16 +168,17 @@ type Fetcher struct {
 	// marked "guarded by Fetcher.mu". It is never held across I/O: not
 	// across an HTTP request, a body read, or a Store write.
 	mu           sync.Mutex
-	work         *sync.Cond    // signalled when the queue or background work may have grown
-	queue        jobHeap       // demand and readahead jobs
-	seq          uint64        // orders jobs of one class: first come, first served
-	files        []*File       // every file, for background fill, in manifest order
-	lowActive    int           // workers running readahead or background jobs
-	demandActive int           // workers running demand jobs
-	demandIdle   chan struct{} // closed and replaced when demandActive drops to 0
-	demandEnd    time.Time     // when demandActive last dropped to 0
-	floorNext    time.Time     // a background transfer may take its next block then, reads or not
-	waiting      map[*File]int // reads waiting for missing blocks, per file
+	work         *sync.Cond        // signalled when the queue or background work may have grown
+	queue        jobHeap           // demand and readahead jobs
+	seq          uint64            // orders jobs of one class: first come, first served
+	files        []*File           // every file, in the order they were added
+	ranks        [nRanks]rankQueue // the files by background rank (pick.go)
+	lowActive    int               // workers running readahead or background jobs
+	demandActive int               // workers running demand jobs
+	demandIdle   chan struct{}     // closed and replaced when demandActive drops to 0
+	demandEnd    time.Time         // when demandActive last dropped to 0
+	floorNext    time.Time         // a background transfer may take its next block then, reads or not
+	waiting      map[*File]int     // reads waiting for missing blocks, per file
 	mem          map[memKey]*memBlock
 	wake         *time.Timer // wakes idle workers when a backoff ends
 	wakeAt       time.Time
@@ -259,6 +260,7 @@ func (f *Fetcher) Add(spec Spec, st Store) *File {
 	}
 	f.mu.Lock()
 	f.files = append(f.files, fl)
+	f.queueLocked(fl)
 	f.mu.Unlock()
 	return fl
 }

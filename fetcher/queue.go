@@ -178,26 +178,7 @@ func (f *Fetcher) nextLocked() *job {
 // unclaimed blocks of the highest-priority file that has one and is not
 // backing off. Fetcher.mu is held.
 func (f *Fetcher) backgroundLocked() *job {
-	var best *File
-	bestRank := -1
-	for _, fl := range f.files {
-		if fl.done || fl.paused || fl.err != nil || fl.size < 0 {
-			continue
-		}
-		rank := fl.rankLocked()
-		if rank <= bestRank {
-			continue
-		}
-		if fl.backingOffLocked() {
-			// Look again when the backoff ends.
-			f.wakeAtLocked(fl.retryAt)
-			continue
-		}
-		if !fl.hasBackgroundWorkLocked() {
-			continue
-		}
-		best, bestRank = fl, rank
-	}
+	best := f.pickLocked()
 	if best == nil {
 		return nil
 	}

@@ -293,6 +293,7 @@ func (fl *File) reset(gen uint64, reason string) (uint64, error) {
 	fl.f.mu.Lock()
 	fl.done, fl.doneSent, fl.verified = false, false, false
 	fl.bgNext = 0
+	fl.f.queueLocked(fl) // re-armed
 	fl.restarts++
 	fl.notifyLocked()
 	fl.f.mu.Unlock()
