@@ -34,9 +34,7 @@ var (
 	_ gofs.NodeRemovexattrer = (*fileNode)(nil) // EROFS
 
 	_ gofs.FileReleaser = (*handle)(nil)
-	_ gofs.FileFlusher  = (*handle)(nil) // marks it closing (handoverLocked)
 
 	_ gofs.FileReleaser        = (*passthroughHandle)(nil)
-	_ gofs.FileFlusher         = (*passthroughHandle)(nil)
 	_ gofs.FilePassthroughFder = (*passthroughHandle)(nil)
 )

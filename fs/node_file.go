@@ -52,13 +52,6 @@ type fileNode struct {
 	// bypass the page cache (FOPEN_DIRECT_IO): pages of the new version
 	// must never be where an old handle can read them without asking.
 	openAt map[int]int
-	// closing counts the caching handles that were flushed (closed by
-	// a process) since they were opened or since closeEpoch last
-	// changed; released is closed at every release of a caching handle
-	// (made by an open waiting for one). See handoverLocked.
-	closing    int32
-	closeEpoch uint32
-	released   chan struct{}
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -231,23 +224,6 @@ type handle struct {
 	restarts int  // the cache's restart count at open: the version read
 	nonblock bool // opened O_NONBLOCK: reads of missing bytes get EAGAIN
 	ra       readahead
-	// closing is set when the handle was flushed, counted in
-	// node.closing as of node.closeEpoch == epoch. Guarded by node.mu.
-	closing bool
-	epoch   uint32
-}
-
-// Flush is sent at every close(2) of a descriptor of the handle, before
-// close returns; the release follows when the last descriptor is gone.
-func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	n := h.node
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !h.closing || h.epoch != n.closeEpoch {
-		h.closing, h.epoch = true, n.closeEpoch
-		n.closing++
-	}
-	return 0
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
@@ -255,20 +231,13 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	n.mu.Lock()
 	n.cachedOpen--
 	n.countOpenLocked(h.restarts, -1)
-	if h.closing && h.epoch == n.closeEpoch {
-		n.closing--
-	}
 	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.size >= dropMinSize && n.sh.inval != nil {
 		// The next open will be passthrough if the file is complete:
-		// drop the pages cached through this process now, before
-		// waking an open waiting for this release (handoverLocked).
+		// drop the pages cached through this process now (an open
+		// waits for it, handoverLocked).
 		if st, _ := n.fetch.State(); st == fetcher.StateComplete {
 			n.sh.inval.dropRange(n, 0, 0)
 		}
-	}
-	if n.released != nil {
-		close(n.released)
-		n.released = nil
 	}
 	n.mu.Unlock()
 	n.fetch.Closed()
@@ -282,9 +251,6 @@ type passthroughHandle struct {
 	handle
 	f *os.File // the data file, O_RDONLY; closed in Release
 }
-
-// Flush does nothing: only the release of caching handles is waited for.
-func (h *passthroughHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
 
 func (h *passthroughHandle) PassthroughFd() (int, bool) {
 	return int(h.f.Fd()), true

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
-
 	"ferry/fetcher"
 )
 
@@ -35,8 +33,8 @@ func pcNode(t *testing.T, m *Mounted, path string) *fileNode {
 	if n == nil {
 		t.Fatalf("no node for %s", path)
 	}
-	// An open's wait for a handover must not end by a timeout on a
-	// loaded machine: what it waits for does come.
+	// An open's wait for a drop must not end by a timeout on a loaded
+	// machine: what it waits for does come.
 	m.inval.setWait(5 * time.Minute)
 	return n
 }
@@ -196,54 +194,16 @@ func TestDropAtLastRelease(t *testing.T) {
 	readRange(t, g, 73, size-12345, make([]byte, 12345))
 }
 
-// TestOpenAfterClose closes a caching handle of a complete file and opens
-// it again at once, many times: the release of the closed handle may come
-// after the open, which waits for it and is passthrough.
-func TestOpenAfterClose(t *testing.T) {
-	srv, base := testOrigin(t)
-	const size = 3<<20 + 5
-	files := serve(srv, base, []genFile{{path: "h.bin", size: size, seed: 74, declare: true}})
-	m := testMount(t, files, Options{})
-	n := pcNode(t, m, "h.bin")
-	p := filepath.Join(m.Dir(), "h.bin")
-	if got, want := fileSum(t, p), generatedSum(74, size); got != want {
-		t.Fatal("content differs")
-	}
-	waitFor(t, "the file to be complete", func() bool { return fileState(t, n) == fetcher.StateComplete })
-	buf := make([]byte, 1<<20)
-	for i := range 20 {
-		f := openCaching(t, m, p)
-		readRange(t, f, 74, 0, buf)
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		g, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, pt := openCounts(n)
-		readRange(t, g, 74, size-int64(len(buf)), buf)
-		if err := g.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if c != 0 || pt != 1 {
-			t.Fatalf("round %d: open right after a close: %d caching, %d passthrough handles; want 0, 1", i, c, pt)
-		}
-		waitFor(t, "the passthrough handle's release", func() bool { _, pt := openCounts(n); return pt == 0 })
-	}
-}
-
 // TestOpenAfterDupFlush closes one of two descriptors of a caching handle
 // of a complete file (a flush without a release) and opens the file: the
-// open must not wait for that release for long, works in caching mode and
-// reads right; once every handle is closed, an open is passthrough again.
+// open works in caching mode and reads right; once every handle is
+// released, an open is passthrough again.
 func TestOpenAfterDupFlush(t *testing.T) {
 	srv, base := testOrigin(t)
 	const size = 2<<20 + 7
 	files := serve(srv, base, []genFile{{path: "d.bin", size: size, seed: 75, declare: true}})
 	m := testMount(t, files, Options{})
 	n := pcNode(t, m, "d.bin")
-	m.inval.setWait(handoverWait) // it does time out here
 	p := filepath.Join(m.Dir(), "d.bin")
 	if got, want := fileSum(t, p), generatedSum(75, size); got != want {
 		t.Fatal("content differs")
@@ -267,18 +227,11 @@ func TestOpenAfterDupFlush(t *testing.T) {
 		}
 		readRange(t, g, 75, 1<<20, buf)
 		c, pt := openCounts(n)
-		n.mu.Lock()
-		closing := n.closing
-		n.mu.Unlock()
 		if err := g.Close(); err != nil {
 			t.Fatal(err)
 		}
 		if pt != 0 || c < 2 {
 			t.Fatalf("open %d with a caching handle open: %d caching, %d passthrough handles", i, c, pt)
-		}
-		if i == 0 && closing != 0 {
-			// Later opens must not wait for it again.
-			t.Fatalf("after an open waited for it in vain, the flushed handle still counts as closing")
 		}
 	}
 	readRange(t, dup, 75, 5, buf)
@@ -295,85 +248,4 @@ func TestOpenAfterDupFlush(t *testing.T) {
 		t.Fatalf("open after every release: %d caching, %d passthrough handles; want 0, 1", c, pt)
 	}
 	readRange(t, g, 75, size-4096, buf)
-}
-
-// TestHandover calls the node's methods directly (no kernel in between) to
-// order them: an open of a complete file while its only caching handle is
-// flushed but not released waits for the release and is passthrough; when
-// the release does not come, the open is caching once the wait is over.
-func TestHandover(t *testing.T) {
-	srv, base := testOrigin(t)
-	const size = 2<<20 + 9
-	files := serve(srv, base, []genFile{{path: "o.bin", size: size, seed: 76, declare: true}})
-	m := testMount(t, files, Options{})
-	n := pcNode(t, m, "o.bin")
-	if got, want := fileSum(t, filepath.Join(m.Dir(), "o.bin")), generatedSum(76, size); got != want {
-		t.Fatal("content differs")
-	}
-	waitFor(t, "the file to be complete", func() bool { return fileState(t, n) == fetcher.StateComplete })
-	ctx := context.Background()
-	open := func() gofs.FileHandle {
-		t.Helper()
-		fh, _, errno := n.Open(ctx, syscall.O_RDONLY)
-		if errno != 0 {
-			t.Fatalf("Open: %v", errno)
-		}
-		return fh
-	}
-	release := func(fh gofs.FileHandle) {
-		t.Helper()
-		if errno := fh.(gofs.FileReleaser).Release(ctx); errno != 0 {
-			t.Fatalf("Release: %v", errno)
-		}
-	}
-	m.root.sh.passthrough.Store(false)
-	h1 := open()
-	m.root.sh.passthrough.Store(true)
-	if _, ok := h1.(*handle); !ok {
-		t.Fatalf("open without passthrough gave a %T", h1)
-	}
-	h1.(gofs.FileFlusher).Flush(ctx)
-	got := make(chan gofs.FileHandle, 1)
-	go func() {
-		fh, _, errno := n.Open(ctx, syscall.O_RDONLY)
-		if errno != 0 {
-			t.Errorf("Open: %v", errno)
-		}
-		got <- fh
-	}()
-	// The open waits once it made the channel a release closes.
-	waitFor(t, "the open to wait for the release", func() bool {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.released != nil
-	})
-	release(h1)
-	h2 := <-got
-	if _, ok := h2.(*passthroughHandle); !ok {
-		t.Fatalf("open right after a close gave a %T, want a passthrough handle", h2)
-	}
-	release(h2)
-
-	// A flushed handle that is not released (a dup'ed descriptor is
-	// still open): the open gives up waiting and is caching.
-	m.inval.setWait(10 * time.Millisecond)
-	m.root.sh.passthrough.Store(false)
-	h1 = open()
-	m.root.sh.passthrough.Store(true)
-	h1.(gofs.FileFlusher).Flush(ctx)
-	h3 := open()
-	if _, ok := h3.(*handle); !ok {
-		t.Fatalf("open while a flushed handle is open gave a %T, want a caching handle", h3)
-	}
-	n.mu.Lock()
-	closing := n.closing
-	n.mu.Unlock()
-	if closing != 0 {
-		t.Fatalf("closing = %d after the wait ended in vain, want 0", closing)
-	}
-	release(h3)
-	release(h1)
-	if c, pt := openCounts(n); c != 0 || pt != 0 {
-		t.Fatalf("%d caching, %d passthrough handles left", c, pt)
-	}
 }
