@@ -52,6 +52,9 @@ type fileNode struct {
 	// bypass the page cache (FOPEN_DIRECT_IO): pages of the new version
 	// must never be where an old handle can read them without asking.
 	openAt map[int]int
+	// cachedReleaseAt is when the last caching handle was released: see
+	// releaseMargin.
+	cachedReleaseAt time.Time
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -84,6 +87,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if n.sh.passthrough.Load() {
 		if st, _ := n.fetch.State(); st == fetcher.StateComplete {
 			n.handoverLocked(ctx)
+			n.releaseMarginLocked()
 		}
 	}
 	restarts := n.store.Restarts()
@@ -123,6 +127,29 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	n.cachedOpen++
 	n.countOpenLocked(restarts, 1)
 	return &handle{node: n, restarts: restarts, nonblock: flags&syscall.O_NONBLOCK != 0}, keep, 0
+}
+
+// releaseMargin is how long after the release of a caching handle a
+// passthrough open of the same file waits. go-fuse (v2.12.1) drops a
+// backing-file reference at every release, caching handles included, after
+// the file system's Release returned: a passthrough open registered in
+// between loses its backing file to that late drop and fails with EIO.
+// The step takes microseconds; the margin is for a busy scheduler.
+const releaseMargin = 20 * time.Millisecond
+
+// releaseMarginLocked waits out releaseMargin when no caching handle is
+// open (the open may become passthrough). n.mu is held, and released
+// while it waits.
+func (n *fileNode) releaseMarginLocked() {
+	for n.cachedOpen == 0 {
+		wait := releaseMargin - time.Since(n.cachedReleaseAt)
+		if wait <= 0 {
+			return
+		}
+		n.mu.Unlock()
+		time.Sleep(wait)
+		n.mu.Lock()
+	}
 }
 
 func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -230,6 +257,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	n := h.node
 	n.mu.Lock()
 	n.cachedOpen--
+	n.cachedReleaseAt = time.Now()
 	n.countOpenLocked(h.restarts, -1)
 	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.size >= dropMinSize && n.sh.inval != nil {
 		// The next open will be passthrough if the file is complete:
