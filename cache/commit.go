@@ -102,10 +102,23 @@ func (m *committer) run() {
 		m.mu.Unlock()
 		if wait {
 			timer.Reset(m.window)
-			select {
-			case <-timer.C:
-			case <-m.kick: // urgent: a Flush, a full queue or stop
-				timer.Stop()
+		window:
+			for {
+				select {
+				case <-timer.C:
+					break window
+				case <-m.kick:
+					// A Flush, a full queue or stop ends the window
+					// early; a kick left over from an enqueue that
+					// raced with the last round does not.
+					m.mu.Lock()
+					urgent := m.urgent || m.stopping
+					m.mu.Unlock()
+					if urgent {
+						timer.Stop()
+						break window
+					}
+				}
 			}
 		}
 		m.mu.Lock()
