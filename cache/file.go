@@ -116,8 +116,13 @@ func (c *Cache) openRecord(path, url string, declaredSize, blockSize int64) (*Fi
 	if err != nil {
 		return nil, fmt.Errorf("cache: look up %q: %w", path, err)
 	}
+	defer closer.Close()
+	return c.loadStored(path, v)
+}
+
+// loadStored decodes path's stored record v and loads its block map.
+func (c *Cache) loadStored(path string, v []byte) (*File, error) {
 	rec, err := decodePathValue(path, v)
-	closer.Close()
 	if err != nil {
 		return nil, err
 	}

@@ -128,15 +128,7 @@ func (c *Cache) loadRecord(it *pebble.Iterator, path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: look up %q: %w", path, err)
 	}
-	rec, err := decodePathValue(path, v)
-	if err != nil {
-		return nil, err
-	}
-	f := newFile(c, rec)
-	if err := f.loadBlocks(); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return c.loadStored(path, v)
 }
 
 // recordBatcher writes new records recordBatch at a time, each batch with

@@ -148,7 +148,8 @@ const (
 
 // yieldToReads pauses background job j before its next block, of n bytes,
 // while reads go on (see readQuiet). A job holding blocks a read waits for
-// never pauses.
+// never pauses. The caller checked that j is a background job (the class
+// of a running job does not change).
 func (f *Fetcher) yieldToReads(j *job, n int64) {
 	var t *time.Timer
 	defer func() {
@@ -158,7 +159,7 @@ func (f *Fetcher) yieldToReads(j *job, n int64) {
 	}()
 	for {
 		f.mu.Lock()
-		if j.class != classBackground || f.waiting[j.file] > 0 || f.closed {
+		if f.waiting[j.file] > 0 || f.closed {
 			f.mu.Unlock()
 			return
 		}

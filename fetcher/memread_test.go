@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,8 +79,7 @@ func TestConcurrentReadsOfBlocksInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	copiedN := 0
+	var copiedN atomic.Int64
 	for g := range 6 {
 		wg.Add(1)
 		go func() {
@@ -94,16 +94,11 @@ func TestConcurrentReadsOfBlocksInFlight(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if !copied {
-					var err error
-					if _, err = st.ReadAt(p, off); err != nil {
-						t.Errorf("EnsureCopy(%d, %d) returned false with the bytes not stored: %v", off, n, err)
-						return
-					}
-				} else {
-					mu.Lock()
-					copiedN++
-					mu.Unlock()
+				if copied {
+					copiedN.Add(1)
+				} else if _, err := st.ReadAt(p, off); err != nil {
+					t.Errorf("EnsureCopy(%d, %d) returned false with the bytes not stored: %v", off, n, err)
+					return
 				}
 				if !bytes.Equal(p, want(22, off, n)) {
 					t.Errorf("bytes %d+%d differ from the origin (copied from memory: %v)", off, n, copied)
@@ -118,5 +113,5 @@ func TestConcurrentReadsOfBlocksInFlight(t *testing.T) {
 	close(gate)
 	// How many find a block in flight depends on timing; the test's
 	// point is the bytes and the race detector.
-	t.Logf("%d of 360 reads copied from blocks in flight", copiedN)
+	t.Logf("%d of 360 reads copied from blocks in flight", copiedN.Load())
 }

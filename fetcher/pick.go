@@ -26,7 +26,7 @@ type rankQueue struct {
 // it is added, when its rank changes, and when it has background work
 // again after finishing (re-armed). Fetcher.mu is held.
 func (f *Fetcher) queueLocked(fl *File) {
-	r := min(max(fl.rankLocked(), 0), nRanks-1)
+	r := fl.rank()
 	q := &f.ranks[r]
 	q.files = append(q.files, fl)
 	if len(q.files)-q.from > 2*len(f.files)+64 {
@@ -50,7 +50,7 @@ func (q *rankQueue) compact(r int) {
 	q.files, q.from = kept, 0
 }
 
-// rank is rankLocked, for compact (which runs with Fetcher.mu held).
+// rank is rankLocked as an index into Fetcher.ranks. Fetcher.mu is held.
 func (fl *File) rank() int { return min(max(fl.rankLocked(), 0), nRanks-1) }
 
 // pickLocked returns the file background fill should work on next, or nil.

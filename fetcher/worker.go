@@ -320,13 +320,14 @@ func (f *Fetcher) receive(ctx context.Context, j *job, gen uint64, body io.Reade
 		}
 		j.pos.Store(idx)
 		n := min(fl.bs, size-idx*fl.bs)
-		if idx > first {
-			// Between two blocks only: a response of one block is
-			// on its way whatever the reader does, and pausing it
-			// would only hold up the fill of small files.
-			f.yieldToReads(j, n)
-		}
 		if j.class == classBackground {
+			if idx > first {
+				// Between two blocks only: a response of one block
+				// is on its way whatever the reader does, and
+				// pausing it would only hold up the fill of small
+				// files.
+				f.yieldToReads(j, n)
+			}
 			if err := f.limit.wait(ctx, n); err != nil {
 				return err
 			}

@@ -261,13 +261,7 @@ func TestCacheDiskFull(t *testing.T) {
 	// A read may return before its block's write (and the eviction that
 	// made room for it) finished: the cache sees the disk full once they
 	// did.
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Room(bs) {
-		if time.Now().After(deadline) {
-			t.Fatalf("room for background fill on a full disk: %+v", c.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "no room for background fill on the full disk", func() bool { return !c.Room(bs) })
 	before := c.Stats()
 	t.Logf("on the full disk: %+v", before)
 

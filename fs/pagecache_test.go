@@ -103,6 +103,22 @@ func fileState(t *testing.T, n *fileNode) fetcher.State {
 // TestDropBehindReader reads the first part of a large file sequentially:
 // the kernel's pages far behind the reader are dropped while the handle is
 // still open and the file partial, those just read are not.
+// mountReadComplete mounts one generated file, reads it whole through the
+// mount (checking its bytes) and waits until it is complete.
+func mountReadComplete(t *testing.T, path string, size int64, seed uint64) (*Mounted, *fileNode, string) {
+	t.Helper()
+	srv, base := testOrigin(t)
+	files := serve(srv, base, []genFile{{path: path, size: size, seed: seed, declare: true}})
+	m := testMount(t, files, Options{})
+	n := pcNode(t, m, path)
+	p := filepath.Join(m.Dir(), path)
+	if got, want := fileSum(t, p), generatedSum(seed, size); got != want {
+		t.Fatal("content differs")
+	}
+	waitFor(t, "the file to be complete", func() bool { return fileState(t, n) == fetcher.StateComplete })
+	return m, n, p
+}
+
 func TestDropBehindReader(t *testing.T) {
 	srv, base := testOrigin(t)
 	const size = 128 << 20
@@ -166,16 +182,8 @@ func TestDropWhenComplete(t *testing.T) {
 // when the handle is released, the kernel's pages are dropped, and the next
 // open is passthrough.
 func TestDropAtLastRelease(t *testing.T) {
-	srv, base := testOrigin(t)
 	const size = 8 << 20
-	files := serve(srv, base, []genFile{{path: "r.bin", size: size, seed: 73, declare: true}})
-	m := testMount(t, files, Options{})
-	n := pcNode(t, m, "r.bin")
-	p := filepath.Join(m.Dir(), "r.bin")
-	if got, want := fileSum(t, p), generatedSum(73, size); got != want {
-		t.Fatal("content differs")
-	}
-	waitFor(t, "the file to be complete", func() bool { return fileState(t, n) == fetcher.StateComplete })
+	m, n, p := mountReadComplete(t, "r.bin", size, 73)
 	waitFor(t, "the drops to end", func() bool { return m.inval.pending(n) == nil })
 	f := openCaching(t, m, p)
 	cacheAt(t, f, n, 73, 0)
@@ -199,16 +207,8 @@ func TestDropAtLastRelease(t *testing.T) {
 // open works in caching mode and reads right; once every handle is
 // released, an open is passthrough again.
 func TestOpenAfterDupFlush(t *testing.T) {
-	srv, base := testOrigin(t)
 	const size = 2<<20 + 7
-	files := serve(srv, base, []genFile{{path: "d.bin", size: size, seed: 75, declare: true}})
-	m := testMount(t, files, Options{})
-	n := pcNode(t, m, "d.bin")
-	p := filepath.Join(m.Dir(), "d.bin")
-	if got, want := fileSum(t, p), generatedSum(75, size); got != want {
-		t.Fatal("content differs")
-	}
-	waitFor(t, "the file to be complete", func() bool { return fileState(t, n) == fetcher.StateComplete })
+	m, n, p := mountReadComplete(t, "d.bin", size, 75)
 	f := openCaching(t, m, p)
 	fd2, err := syscall.Dup(int(f.Fd()))
 	if err != nil {

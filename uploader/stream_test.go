@@ -94,6 +94,23 @@ func (s *testSource) releases() int {
 	return s.released
 }
 
+// commitSent commits c as upload 1 and waits until it is sent.
+func (fx *fixture) commitSent(c Content) {
+	fx.t.Helper()
+	if err := fx.u.Commit(1, c); err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.waitSent(c.Path)
+}
+
+// waitSent waits until upload 1 of path is sent.
+func (fx *fixture) waitSent(path string) {
+	fx.t.Helper()
+	if state, err := fx.waitDone(path, 1); state != "sent" {
+		fx.t.Fatalf("state %s: %v", state, err)
+	}
+}
+
 // startStream starts a stream of seq at path over a fresh staged file.
 func (fx *fixture) startStream(seq uint64, path string) (*Stream, *testSource) {
 	fx.t.Helper()
@@ -142,12 +159,7 @@ func TestStreamSendsWhileWriting(t *testing.T) {
 	}
 	src.write(t, data[2<<20:])
 	c := Content{Path: "s.bin", Size: int64(len(data)), MTime: time.Now(), Mode: 0o644, Stream: st}
-	if err := fx.u.Commit(1, c); err != nil {
-		t.Fatal(err)
-	}
-	if state, err := fx.waitDone("s.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.commitSent(c)
 	got, _ := fx.content("s.bin")
 	if sum(got) != sum(data) {
 		t.Fatalf("the server has %d bytes that differ", len(got))
@@ -179,12 +191,7 @@ func TestStreamAbortStoresNothing(t *testing.T) {
 	data := gen(2, 1<<20+3)
 	c := fx.stage(1, "a.bin", data)
 	c.Stream = st
-	if err := fx.u.Commit(1, c); err != nil {
-		t.Fatal(err)
-	}
-	if state, err := fx.waitDone("a.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.commitSent(c)
 	if got, _ := fx.content("a.bin"); sum(got) != sum(data) {
 		t.Fatal("the server has other bytes")
 	}
@@ -222,9 +229,7 @@ func TestStreamChangedAfterCommit(t *testing.T) {
 	fx.waitStreamEnd(src)
 	final := gen(3, 1<<20+9)
 	fx.commit(1, "c.bin", final)
-	if state, err := fx.waitDone("c.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.waitSent("c.bin")
 	if got, _ := fx.content("c.bin"); sum(got) != sum(final) {
 		t.Fatal("the server has other bytes than the final content")
 	}
@@ -263,12 +268,7 @@ func TestStreamRefusedFallsBack(t *testing.T) {
 	st, src := fx.startStream(1, "r.bin")
 	src.write(t, data)
 	c := Content{Path: "r.bin", Size: int64(len(data)), MTime: time.Now(), Mode: 0o644, Stream: st}
-	if err := fx.u.Commit(1, c); err != nil {
-		t.Fatal(err)
-	}
-	if state, err := fx.waitDone("r.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.commitSent(c)
 	mu.Lock()
 	got, digest := stored["/in/r.bin"], digests["/in/r.bin"]
 	mu.Unlock()
@@ -321,12 +321,7 @@ func TestStreamStalledFallsBack(t *testing.T) {
 	st, src := fx.startStream(1, "z.bin")
 	src.write(t, data)
 	c := Content{Path: "z.bin", Size: int64(len(data)), MTime: time.Now(), Mode: 0o644, Stream: st}
-	if err := fx.u.Commit(1, c); err != nil {
-		t.Fatal(err)
-	}
-	if state, err := fx.waitDone("z.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.commitSent(c)
 	mu.Lock()
 	got, n := stored["/in/z.bin"], streams
 	mu.Unlock()
@@ -350,9 +345,7 @@ func TestStreamAuto(t *testing.T) {
 		t.Fatal("a stream started before any upload was timed")
 	}
 	fx.commit(1, "a.bin", gen(1, StreamMinSize))
-	if state, err := fx.waitDone("a.bin", 1); state != "sent" {
-		t.Fatalf("state %s: %v", state, err)
-	}
+	fx.waitSent("a.bin")
 	if fx.u.StartStream(2, "b.bin", src, 1) != nil {
 		t.Fatal("a stream started for a writer slower than the link")
 	}

@@ -80,23 +80,18 @@ func runStatus(ctx context.Context, e *env, o *statusOptions, args []string) err
 		return nil
 	}
 	if !o.watch {
-		var sts []control.Status
-		if len(args) > 0 {
-			if sts, err = fetchStatuses(ctx, targets); err != nil {
-				return err
-			}
-		} else {
+		var report io.Writer
+		if len(args) == 0 {
 			// Every mount of the user: one that stops answering now is
 			// reported, the others are still shown.
-			for _, t := range targets {
-				st, err := t.client.Status(ctx, t.q)
-				if err != nil {
-					fmt.Fprintf(e.stderr, "ferry: %v\n", mountError(t.mountpoint, err))
-					brokenErr = &codedError{code: exitFailure, msg: "some ferry mounts could not be shown"}
-					continue
-				}
-				sts = append(sts, st)
-			}
+			report = e.stderr
+		}
+		sts, err := fetchStatuses(ctx, targets, report)
+		switch {
+		case err != nil && report == nil:
+			return err
+		case err != nil:
+			brokenErr = err
 		}
 		if err := printStatuses(e.stdout, o, sts); err != nil {
 			return err
@@ -160,16 +155,25 @@ func statusTargets(ctx context.Context, e *env, args []string) ([]*statusTarget,
 	return out, nil
 }
 
-func fetchStatuses(ctx context.Context, targets []*statusTarget) ([]control.Status, error) {
+// fetchStatuses asks every target for its status. With report nil, the
+// first that fails fails the call. Otherwise each that fails is reported
+// there and left out, and the error says that some could not be shown.
+func fetchStatuses(ctx context.Context, targets []*statusTarget, report io.Writer) ([]control.Status, error) {
 	out := make([]control.Status, 0, len(targets))
+	var failed error
 	for _, t := range targets {
 		st, err := t.client.Status(ctx, t.q)
 		if err != nil {
-			return nil, mountError(t.mountpoint, err)
+			if report == nil {
+				return nil, mountError(t.mountpoint, err)
+			}
+			fmt.Fprintf(report, "ferry: %v\n", mountError(t.mountpoint, err))
+			failed = &codedError{code: exitFailure, msg: "some ferry mounts could not be shown"}
+			continue
 		}
 		out = append(out, st)
 	}
-	return out, nil
+	return out, failed
 }
 
 func printStatuses(w io.Writer, o *statusOptions, sts []control.Status) error {
@@ -209,7 +213,7 @@ func watchStatus(ctx context.Context, e *env, o *statusOptions, targets []*statu
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	for {
-		sts, err := fetchStatuses(ctx, targets)
+		sts, err := fetchStatuses(ctx, targets, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
