@@ -208,9 +208,8 @@ func (n *fileNode) dropBehind(h *handle) {
 // releaseBackingIDRef after the handle's Release), so a passthrough open
 // made right after that Release returns can lose its backing file while
 // the kernel opens it (EIO; TestLazyConcurrentFirstUse failed so 3 times
-// in 600 runs). Such an open is a caching one, as before; an open after
-// the release was served waits out releaseMargin (node_file.go) for the
-// same go-fuse step.
+// in 600 runs). Such an open is a caching one, as before: a caching handle
+// counts as open until go-fuse's release step is over (release.go).
 func (n *fileNode) handoverLocked(ctx context.Context) {
 	iv := n.sh.inval
 	if iv == nil || n.cachedOpen > 0 {

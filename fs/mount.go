@@ -383,7 +383,8 @@ func (m *Mounted) mount(root *rootNode, opts Options) error {
 		RootStableAttr: &gofs.StableAttr{Ino: 1},
 		Logger:         log.New(&slogWriter{opts.Logger}, "", 0),
 	}
-	server, err := fuse.NewServer(gofs.NewNodeFS(m.rootOps(root), fsOpts), m.dir, &fsOpts.MountOptions)
+	root.sh.release = newReleaseFS(gofs.NewNodeFS(m.rootOps(root), fsOpts))
+	server, err := fuse.NewServer(root.sh.release, m.dir, &fsOpts.MountOptions)
 	if err != nil {
 		// go-fuse does not unmount when the INIT handshake fails.
 		m.removeStaleMount()

@@ -33,6 +33,9 @@ type shared struct {
 	tree *tree
 	// inval drops the kernel's cached pages of files (invalidate.go).
 	inval *invalidator
+	// release runs the end of a caching handle's release after go-fuse's
+	// own (release.go); nil until mounted.
+	release *releaseFS
 }
 
 // dirNode is a directory implied by the manifest paths: the paths

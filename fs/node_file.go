@@ -52,9 +52,6 @@ type fileNode struct {
 	// bypass the page cache (FOPEN_DIRECT_IO): pages of the new version
 	// must never be where an old handle can read them without asking.
 	openAt map[int]int
-	// cachedReleaseAt is when the last caching handle was released: see
-	// releaseMargin.
-	cachedReleaseAt time.Time
 }
 
 func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -87,7 +84,6 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if n.sh.passthrough.Load() {
 		if st, _ := n.fetch.State(); st == fetcher.StateComplete {
 			n.handoverLocked(ctx)
-			n.releaseMarginLocked()
 		}
 	}
 	restarts := n.store.Restarts()
@@ -127,32 +123,6 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	n.cachedOpen++
 	n.countOpenLocked(restarts, 1)
 	return &handle{node: n, restarts: restarts, nonblock: flags&syscall.O_NONBLOCK != 0}, keep, 0
-}
-
-// releaseMargin is how long after the release of a caching handle a
-// passthrough open of the same file waits. go-fuse (v2.12.1) drops a
-// backing-file reference at every release, caching handles included, after
-// the file system's Release returned: a passthrough open registered in
-// between loses its backing file to that late drop and fails with EIO.
-// The step takes microseconds; the margin is for a busy scheduler: runs of
-// TestLazyConcurrentFirstUse under load failed 1 in 300 with 2 ms, 1 in
-// 600 with 5 ms, none in 900 with 20 ms. A re-read right after a read of
-// a complete file (dd; dd) pays it.
-const releaseMargin = 20 * time.Millisecond
-
-// releaseMarginLocked waits out releaseMargin when no caching handle is
-// open (the open may become passthrough). n.mu is held, and released
-// while it waits.
-func (n *fileNode) releaseMarginLocked() {
-	for n.cachedOpen == 0 {
-		wait := releaseMargin - time.Since(n.cachedReleaseAt)
-		if wait <= 0 {
-			return
-		}
-		n.mu.Unlock()
-		time.Sleep(wait)
-		n.mu.Lock()
-	}
 }
 
 func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -257,10 +227,16 @@ type handle struct {
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	// The handle counts as open until go-fuse is done with its release:
+	// the next open may be passthrough only then (release.go).
+	h.node.sh.release.afterRelease(ctx, h.released)
+	return 0
+}
+
+func (h *handle) released() {
 	n := h.node
 	n.mu.Lock()
 	n.cachedOpen--
-	n.cachedReleaseAt = time.Now()
 	n.countOpenLocked(h.restarts, -1)
 	if n.cachedOpen == 0 && n.sh.passthrough.Load() && n.size >= dropMinSize && n.sh.inval != nil {
 		// The next open will be passthrough if the file is complete:
@@ -272,7 +248,6 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	}
 	n.mu.Unlock()
 	n.fetch.Closed()
-	return 0
 }
 
 // passthroughHandle is an open file of a complete file: the kernel reads
