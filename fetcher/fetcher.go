@@ -175,9 +175,7 @@ type Fetcher struct {
 	ranks        [nRanks]rankQueue // the files by background rank (pick.go)
 	lowActive    int               // workers running readahead or background jobs
 	demandActive int               // workers running demand jobs
-	demandIdle   chan struct{}     // closed and replaced when demandActive drops to 0
-	demandEnd    time.Time         // when demandActive last dropped to 0
-	floorNext    time.Time         // a background transfer may take its next block then, reads or not
+	yield        yieldGate         // background transfers' pauses for reads (yield.go)
 	waiting      map[*File]int     // reads waiting for missing blocks, per file
 	mem          map[memKey]*memBlock
 	wake         *time.Timer // wakes idle workers when a backoff ends
@@ -218,7 +216,7 @@ func New(opts Options) *Fetcher {
 	f := &Fetcher{opts: opts, client: client, log: log, ctx: ctx, cancel: cancel,
 		limit: &limiter{bw: opts.Bandwidth, now: time.Now}}
 	f.work = sync.NewCond(&f.mu)
-	f.demandIdle = make(chan struct{})
+	f.yield.quiet = make(chan struct{})
 	for range opts.MaxConns {
 		f.wg.Add(1)
 		go f.worker()
@@ -239,6 +237,7 @@ func (f *Fetcher) Close() error {
 	if f.wake != nil {
 		f.wake.Stop()
 	}
+	f.stopYieldLocked()
 	for _, fl := range f.files {
 		fl.notifyLocked()
 	}

@@ -1,9 +1,6 @@
 package fetcher
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // A read that waits for a block need not wait for the block to be written
 // into the store too: once the block is received and checked, it is
@@ -133,66 +130,5 @@ func (fl *File) beginWaitLocked() {
 func (fl *File) endWaitLocked() {
 	if fl.f.waiting[fl]--; fl.f.waiting[fl] <= 0 {
 		delete(fl.f.waiting, fl)
-	}
-}
-
-// Background fill gives way to reads: between two blocks of a response, a background
-// transfer pauses while a read's job runs and for readQuiet after, so the
-// read's request does not queue behind background bytes on the origin, the
-// network and the CPU. A floor keeps the fill going whatever the reads do:
-// together, the background transfers receive at least floorRate.
-const (
-	readQuiet = 3 * time.Millisecond
-	floorRate = 48 << 20 // bytes per second
-)
-
-// yieldToReads pauses background job j before its next block, of n bytes,
-// while reads go on (see readQuiet). A job holding blocks a read waits for
-// never pauses. The caller checked that j is a background job (the class
-// of a running job does not change).
-func (f *Fetcher) yieldToReads(j *job, n int64) {
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
-	for {
-		f.mu.Lock()
-		if f.waiting[j.file] > 0 || f.closed {
-			f.mu.Unlock()
-			return
-		}
-		now := time.Now()
-		quietAt := f.demandEnd.Add(readQuiet)
-		if f.demandActive == 0 && !now.Before(quietAt) {
-			f.mu.Unlock()
-			return
-		}
-		if !now.Before(f.floorNext) {
-			f.floorNext = now.Add(time.Duration(n) * time.Second / floorRate)
-			f.mu.Unlock()
-			return
-		}
-		wait := f.floorNext.Sub(now)
-		var idle chan struct{}
-		if f.demandActive == 0 {
-			wait = min(wait, quietAt.Sub(now))
-		} else {
-			idle = f.demandIdle
-		}
-		f.mu.Unlock()
-		if t == nil {
-			t = time.NewTimer(wait)
-		} else {
-			t.Reset(wait)
-		}
-		select {
-		case <-t.C:
-		case <-idle:
-			t.Stop() // since Go 1.23 no stale tick is left in t.C
-		case <-f.ctx.Done():
-			return
-		}
 	}
 }

@@ -47,9 +47,7 @@ func (f *Fetcher) worker() {
 		if j.low {
 			f.lowActive--
 		} else if f.demandActive--; f.demandActive == 0 {
-			f.demandEnd = time.Now()
-			close(f.demandIdle)
-			f.demandIdle = make(chan struct{})
+			f.demandEndedLocked()
 		}
 		// No wake-up: this worker looks for the next job itself, and
 		// nextLocked wakes another when more work is ready.
