@@ -26,6 +26,7 @@ var (
 	_ gofs.NodeGetattrer     = (*fileNode)(nil)
 	_ gofs.NodeOpener        = (*fileNode)(nil)
 	_ gofs.NodeReader        = (*fileNode)(nil)
+	_ gofs.NodeFlusher       = (*fileNode)(nil) // counts; FOPEN_NOFLUSH spares the request
 	_ gofs.NodeGetxattrer    = (*fileNode)(nil)
 	_ gofs.NodeListxattrer   = (*fileNode)(nil)
 	_ gofs.NodeStatfser      = (*fileNode)(nil)

@@ -29,6 +29,9 @@ type shared struct {
 	// reads counts the reads this process served (passthrough reads
 	// never get here).
 	reads atomic.Int64
+	// flushes counts the FLUSH requests that reached a manifest file; with
+	// FOPEN_NOFLUSH on every open the kernel sends none (tests check).
+	flushes atomic.Int64
 	// tree is the manifest's directory tree; set before the mount is live.
 	tree *tree
 	// inval drops the kernel's cached pages of files (invalidate.go).

@@ -353,3 +353,37 @@ func refetched(t *testing.T, ranges []string, local map[int64]bool) int64 {
 	}
 	return -1
 }
+
+// TestCloseSendsNoFlush checks that closing a manifest file costs no FLUSH
+// round trip (FOPEN_NOFLUSH on every open), whether the handle is served
+// by ferry (the file is partial) or by the kernel (complete, passthrough).
+func TestCloseSendsNoFlush(t *testing.T) {
+	srv, base := testOrigin(t)
+	const size = 256 << 10
+	files := serve(srv, base, []genFile{{path: "a.bin", size: size, seed: 3, declare: true}})
+	m := testMount(t, files, Options{})
+	p := filepath.Join(m.Dir(), "a.bin")
+	buf := make([]byte, 4096)
+	for i := range 5 {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := int64(i) * 4096
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkRange(3, off, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sum := fileSum(t, p); sum != generatedSum(3, size) {
+		t.Fatal("file differs from the origin's")
+	}
+	if n := m.root.sh.flushes.Load(); n != 0 {
+		t.Errorf("%d FLUSH requests reached ferry; want none", n)
+	}
+}
