@@ -108,6 +108,27 @@ func BenchmarkWriteBlock(b *testing.B) {
 	}
 }
 
+// BenchmarkFirstUse is a small file's first use in the cache: its record
+// (Cache.File), its pin and its one 64 KiB block, whose write creates the
+// data file; a group commit makes them durable now and then, as it would
+// while a program reads many small files in a row.
+func BenchmarkFirstUse(b *testing.B) {
+	c := openTest(b, b.TempDir(), Options{MaxOpenFiles: 64})
+	const bs = 64 << 10
+	data := blockData(1, 0, bs, bs)
+	b.SetBytes(bs)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		f, gen := pinned(b, c, fmt.Sprintf("small/f%d", i), bs, bs)
+		if err := f.WriteBlock(gen, 0, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkFileNew is Cache.File for a path the cache has never seen (a
 // first mount of a big manifest).
 func BenchmarkFileNew(b *testing.B) {

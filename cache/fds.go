@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -22,33 +23,57 @@ type fdCache struct {
 	mu     sync.Mutex
 	lru    list.List // of *File with an open fd; front: most recently used
 	closed bool
+
+	// openMu lets one data file open (create) run at a time: creates in
+	// one directory queue for its lock in the kernel anyway, where a
+	// waiter may spin on the other CPU while the create runs.
+	openMu sync.Mutex
+
+	// prepares counts the opens Prepare started; close waits for them.
+	prepares sync.WaitGroup
 }
 
 // acquire returns f's open data file, opening it if needed. The caller
 // must call release(f) when done; the fd stays valid until then.
+//
+// The open itself (for a new file, a create: 0.05-1 ms on a busy ext4) runs
+// without mu held, so it holds up no read or write of another file; a
+// second acquire of the same file waits for it, and opens of other files
+// wait for their turn (openMu).
 func (c *fdCache) acquire(f *File) (*os.File, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.waitOpenLocked(f)
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if f.fd != nil {
 		f.fdRefs++
 		c.lru.MoveToFront(f.fdElem)
+		c.mu.Unlock()
 		return f.fd, nil
 	}
-	fd, err := os.OpenFile(f.DataPath(), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("cache: open data file: %w", err)
+	// First open in this process of a file with no block in the map:
+	// whatever the data file holds is garbage (an ID whose record was
+	// lost in a crash, or a Reset whose truncate a crash cut off). No
+	// block can be added meanwhile: a write acquires first.
+	empty := !f.fdOpened && f.count.Load() == 0
+	done := make(chan struct{})
+	f.fdOpening = done
+	c.mu.Unlock()
+	c.openMu.Lock()
+	fd, err := openData(f.DataPath(), empty)
+	c.openMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.fdOpening = nil
+	close(done)
+	if err == nil && c.closed {
+		fd.Close()
+		err = ErrClosed
 	}
-	if !f.fdOpened && f.count.Load() == 0 {
-		// First open in this process of a file with no block in the map:
-		// whatever the data file holds is garbage (an ID whose record was
-		// lost in a crash, or a Reset whose truncate a crash cut off).
-		if err := fd.Truncate(0); err != nil {
-			fd.Close()
-			return nil, fmt.Errorf("cache: truncate data file: %w", err)
-		}
+	if err != nil {
+		return nil, err
 	}
 	f.fdOpened = true
 	f.fd = fd
@@ -56,6 +81,61 @@ func (c *fdCache) acquire(f *File) (*os.File, error) {
 	f.fdElem = c.lru.PushFront(f)
 	c.evictLocked()
 	return fd, nil
+}
+
+// waitOpenLocked waits, with mu held (released while waiting), until no
+// open of f's data file is in progress.
+func (c *fdCache) waitOpenLocked(f *File) {
+	for f.fdOpening != nil {
+		ch := f.fdOpening
+		c.mu.Unlock()
+		<-ch
+		c.mu.Lock()
+	}
+}
+
+// openData opens the data file at path read-write, creating it if needed;
+// empty says its content is garbage. A file it creates is new and empty:
+// only one that existed is truncated (one syscall less on first use).
+func openData(path string, empty bool) (*os.File, error) {
+	fd, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("cache: open data file: %w", err)
+	}
+	if fd, err = os.OpenFile(path, os.O_RDWR, 0o600); err != nil {
+		return nil, fmt.Errorf("cache: open data file: %w", err)
+	}
+	if empty {
+		if err := fd.Truncate(0); err != nil {
+			fd.Close()
+			return nil, fmt.Errorf("cache: truncate data file: %w", err)
+		}
+	}
+	return fd, nil
+}
+
+// Prepare opens f's data file in the background, creating it if needed,
+// so that the write of its first block does not pay for the create (on a
+// busy ext4 0.05-1 ms) while a read waits behind it. It does nothing when
+// the data file is open or being opened already, or the cache is closed.
+func (f *File) Prepare() {
+	c := &f.c.fds
+	c.mu.Lock()
+	if c.closed || f.fd != nil || f.fdOpening != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.prepares.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.prepares.Done()
+		if _, err := c.acquire(f); err == nil {
+			c.release(f, false /* wrote */)
+		}
+	}()
 }
 
 // release ends a use begun by acquire; wrote says the caller wrote
@@ -116,6 +196,7 @@ func (c *fdCache) evictLocked() {
 
 // close closes every fd; later acquires fail with ErrClosed.
 func (c *fdCache) close() error {
+	defer c.prepares.Wait() // they find the cache closed
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true

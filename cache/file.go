@@ -63,9 +63,12 @@ type File struct {
 	fd       *os.File
 	fdElem   *list.Element
 	fdRefs   int
-	fdOpened bool   // opened at least once in this process
-	fdWrites uint64 // writes through fd, released
-	fdSynced uint64 // writes of fdWrites that the committer synced
+	fdOpened bool // opened at least once in this process
+	// fdOpening is closed when the open of fd in progress ends; nil
+	// when none is.
+	fdOpening chan struct{}
+	fdWrites  uint64 // writes through fd, released
+	fdSynced  uint64 // writes of fdWrites that the committer synced
 }
 
 // File returns the local copy of the manifest entry at path, creating its

@@ -240,6 +240,7 @@ func (f *File) dropBlock(idx int64, st blockState) error {
 func (c *fdCache) truncate(f *File) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.waitOpenLocked(f)
 	var err error
 	if f.fd != nil {
 		err = f.fd.Truncate(0)

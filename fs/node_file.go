@@ -108,6 +108,11 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	// only a file the fetcher calls complete (not failed, say on a digest
 	// mismatch) may be handed over.
 	st, _ := n.fetch.State()
+	if st == fetcher.StateRemote || st == fetcher.StatePartial {
+		// Reads follow: open (or create) the data file now, so the
+		// first block's write does not do it with a read waiting.
+		n.store.Prepare()
+	}
 	if st == fetcher.StateFailed {
 		// Reads must fail with EIO, also where the kernel still caches
 		// pages of the file (the invalidation runs on its own).
