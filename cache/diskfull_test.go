@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,6 +82,11 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := fillDisk(t, dir)
+	// The space loop may have read statfs while the disk was filling,
+	// and tick reads it again only a second later: read it now.
+	c.space.mu.Lock()
+	c.space.statLocked(time.Now())
+	c.space.mu.Unlock()
 	c.tick(false)
 	if c.Room(bs) {
 		t.Fatal("room for background fill on a full disk")
