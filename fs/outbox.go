@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,9 @@ type outbox struct {
 	onDone   func(path, state string, err error) // mount-relative path; may be nil
 	log      *slog.Logger
 	restored []restoredFile // files of the queue, added to the tree in OnAdd
+	// writes counts the writes ferry served (not those the kernel wrote
+	// itself through passthrough).
+	writes atomic.Int64
 
 	// mu guards the tree (every outboxDir's entries, parent and name, every
 	// outboxFile's dir and name), files and nextSeq. Commits hold it, as
@@ -334,6 +338,18 @@ type outboxFile struct {
 	stream      *uploader.Stream
 	streamTried bool
 	writeStart  time.Time // when digest started: the writer's rate
+	// ptWriters counts the open writing handles the kernel serves itself
+	// (FUSE passthrough): their writes never reach ferry. While one is
+	// open the staged file's size and mtime are the truth
+	// (syncStagedLocked), a commit is held (uploader.Content.Held) until
+	// the last one is released, and a new file's stream follows the
+	// staged file (uploader.FollowStream) instead of a digest.
+	ptWriters int
+	// held is set when the last commit was held; heldSize is the size it
+	// committed.
+	held        bool
+	heldSize    int64
+	stagedMTime time.Time // the staged file's mtime at the last sync
 }
 
 // pathLocked is the file's path relative to the outbox; outbox.mu is held.
@@ -366,17 +382,23 @@ func (n *outboxFile) beginChangeLocked() error {
 		}
 		n.queued = known
 	}
-	n.dirty, n.leaveOnClose = true, false
+	n.dirty, n.leaveOnClose, n.held = true, false, false
 	return nil
 }
 
 // commitLocked queues the file's content; outbox.mu and outboxFile.mu are
 // held.
 func (n *outboxFile) commitLocked() error {
-	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode}
-	if n.stream != nil && n.digest != nil && n.digest.next() == n.size && n.stream.Running() {
+	if n.ptWriters > 0 {
+		n.syncStagedLocked()
+	}
+	// A passthrough writer may still write (a dup'ed descriptor, a
+	// mapping): held until its release.
+	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode, Held: n.ptWriters > 0}
+	if n.stream != nil && n.stream.Running() && (n.stream.Follows() || n.digest != nil && n.digest.next() == n.size) {
 		// The stream sends the rest and the digest (it holds the digest
-		// itself); Commit aborts it if it cannot.
+		// itself, or hashes what it sends); Commit aborts it if it
+		// cannot.
 		c.Stream, n.stream = n.stream, nil
 	} else if n.digest != nil {
 		c.SHA256 = n.digest.sum(n.size)
@@ -388,12 +410,63 @@ func (n *outboxFile) commitLocked() error {
 		return err
 	}
 	n.dirty, n.queued = false, true
+	n.held, n.heldSize = c.Held, c.Size
 	return nil
 }
 
-// resetDigestLocked starts a digest of the (now empty) staged data.
+// syncStagedLocked takes the size and mtime from the staged file, which
+// passthrough writers change without telling. outboxFile.mu is held.
+func (n *outboxFile) syncStagedLocked() {
+	fi, err := os.Stat(n.ob.stagedPath(n.seq))
+	if err != nil {
+		return // removed: the last known values stand
+	}
+	n.size = fi.Size()
+	// A time set with utimes stands until the next write.
+	if mt := fi.ModTime(); !mt.Equal(n.stagedMTime) {
+		n.stagedMTime, n.mtime, n.ctime = mt, mt, mt
+	}
+}
+
+// passthroughReleasedLocked runs when the last passthrough writer was
+// released: the staged file is what it wrote. A commit held for it is
+// released to the uploader, or, if the file grew or shrank since (a write
+// through a dup'ed descriptor or a mapping after the close that
+// committed), changed and committed again by the caller. outbox.mu and
+// outboxFile.mu are held.
+func (n *outboxFile) passthroughReleasedLocked() error {
+	n.syncStagedLocked()
+	if !n.held || n.dirty {
+		return nil
+	}
+	n.held = false
+	if n.size != n.heldSize {
+		return n.beginChangeLocked()
+	}
+	// Same size: a plain PUT starts only now, and a stream checks the
+	// bytes it sent before its body ends.
+	n.ob.up.Unhold(n.seq)
+	return nil
+}
+
+// followLocked starts a stream of new content written by passthrough
+// writers (uploader.FollowStream): the file is empty and never committed.
+// outbox.mu and outboxFile.mu are held.
+func (n *outboxFile) followLocked() {
+	if n.stream != nil || n.queued || n.gone || n.size != 0 {
+		return
+	}
+	n.stream = n.ob.up.FollowStream(n.seq, n.pathLocked())
+}
+
+// resetDigestLocked starts a digest of the (now empty) staged data, or,
+// when passthrough writers write it, a stream that follows it.
 func (n *outboxFile) resetDigestLocked() {
 	n.dropDigestLocked()
+	if n.ptWriters > 0 {
+		n.followLocked()
+		return
+	}
 	d, err := newDigester(n.ob.stagedPath(n.seq))
 	if err != nil {
 		n.ob.log.Warn("fs: outbox: no digest while writing; the upload hashes the file", "err", err)
@@ -404,8 +477,8 @@ func (n *outboxFile) resetDigestLocked() {
 	n.writeStart = time.Now()
 }
 
-// dropDigestLocked stops the digest and abandons a stream that sends what
-// it hashed.
+// dropDigestLocked stops the digest and abandons a stream (one that sends
+// what the digest hashed, or one that follows the file).
 func (n *outboxFile) dropDigestLocked() {
 	if n.stream != nil {
 		n.stream.Abort()

@@ -35,4 +35,6 @@ var (
 	_ gofs.NodeListxattrer   = (*outboxFile)(nil)
 	_ gofs.NodeSetxattrer    = (*outboxFile)(nil) // EPERM for user.ferry.*, else ENOTSUP
 	_ gofs.NodeRemovexattrer = (*outboxFile)(nil)
+
+	_ gofs.FilePassthroughFder = (*outboxPassthroughHandle)(nil)
 )

@@ -149,11 +149,15 @@ func (d *outboxDir) Create(ctx context.Context, name string, flags, mode uint32,
 	now := time.Now()
 	n := &outboxFile{ob: ob, seq: seq, dir: d, name: name, mode: mode & 0o7777, mtime: now, ctime: now,
 		dirty: true, opens: 1}
-	n.resetDigestLocked()
-	h := &outboxHandle{f: f, write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}
-	if h.write {
+	write, pt := flags&syscall.O_ACCMODE != syscall.O_RDONLY, ob.sh.passthrough.Load()
+	if write {
 		n.writers = 1
+		if pt {
+			n.ptWriters = 1 // see outboxPassthroughHandle
+		}
 	}
+	n.resetDigestLocked()
+	h := newOutboxHandle(f, write, pt)
 	in := d.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
 	d.entries[name] = n
 	ob.files[seq] = n

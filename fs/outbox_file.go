@@ -20,16 +20,50 @@ import (
 type outboxHandle struct {
 	f     *os.File
 	write bool
+	pt    bool // an outboxPassthroughHandle
+}
+
+// outboxPassthroughHandle is an outboxHandle the kernel serves itself
+// (FUSE passthrough, where the kernel offers it): reads and writes go to
+// the staged file without a round trip through ferry, so a copy into the
+// outbox runs at the speed of the disk's page cache. Every handle of the
+// outbox is one then: the kernel refuses to mix passthrough and caching
+// handles of a file, and go-fuse drops the file's backing reference at the
+// release of any handle (release.go). Should go-fuse not register the
+// backing file, the kernel sends reads and writes to Read and Write as for
+// an outboxHandle.
+type outboxPassthroughHandle struct {
+	outboxHandle
+}
+
+func (h *outboxPassthroughHandle) PassthroughFd() (int, bool) {
+	return int(h.f.Fd()), true
+}
+
+// newOutboxHandle returns the handle of an open staged file f.
+func newOutboxHandle(f *os.File, write, pt bool) gofs.FileHandle {
+	if pt {
+		return &outboxPassthroughHandle{outboxHandle{f: f, write: write, pt: true}}
+	}
+	return &outboxHandle{f: f, write: write}
 }
 
 func asOutboxHandle(fh gofs.FileHandle) *outboxHandle {
-	h, _ := fh.(*outboxHandle)
-	return h
+	switch h := fh.(type) {
+	case *outboxHandle:
+		return h
+	case *outboxPassthroughHandle:
+		return &h.outboxHandle
+	}
+	return nil
 }
 
 func (n *outboxFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.ptWriters > 0 {
+		n.syncStagedLocked()
+	}
 	n.fillAttrLocked(&out.Attr)
 	out.SetTimeout(outboxEntryTimeout)
 	return 0
@@ -61,6 +95,10 @@ func (n *outboxFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if write {
 		mode = os.O_RDWR
 	}
+	pt := n.ob.sh.passthrough.Load()
+	// outbox.mu for the path of a stream (lock order).
+	n.ob.mu.Lock()
+	defer n.ob.mu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.gone {
@@ -70,9 +108,20 @@ func (n *outboxFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if err != nil {
 		return nil, 0, toErrno(n.ob.log, "open", n.ob.dir, err)
 	}
+	if write && pt {
+		// Its writes will not be seen: the open is the change.
+		if err := n.beginChangeLocked(); err != nil {
+			f.Close()
+			return nil, 0, toErrno(n.ob.log, "open", n.ob.dir, err)
+		}
+		n.ptWriters++
+	}
 	if write && flags&syscall.O_TRUNC != 0 {
 		if errno := n.truncateLocked(f, 0); errno != 0 {
 			f.Close()
+			if pt {
+				n.ptWriters--
+			}
 			return nil, 0, errno
 		}
 	}
@@ -80,9 +129,12 @@ func (n *outboxFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if write {
 		n.writers++
 	}
+	if write && pt {
+		n.followLocked()
+	}
 	// No FOPEN_KEEP_CACHE: the content may have changed since the kernel
 	// cached it.
-	return &outboxHandle{f: f, write: write}, 0, 0
+	return newOutboxHandle(f, write, pt), 0, 0
 }
 
 func (n *outboxFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -102,6 +154,7 @@ func (n *outboxFile) Write(ctx context.Context, fh gofs.FileHandle, data []byte,
 	if h == nil || !h.write {
 		return 0, syscall.EBADF
 	}
+	n.ob.writes.Add(1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.beginChangeLocked(); err != nil {
@@ -163,6 +216,14 @@ func (n *outboxFile) Release(ctx context.Context, fh gofs.FileHandle) syscall.Er
 	n.opens--
 	if h != nil && h.write {
 		n.writers--
+		if h.pt {
+			n.ptWriters--
+		}
+	}
+	if h != nil && h.write && h.pt && n.ptWriters == 0 && !n.gone {
+		if err := n.passthroughReleasedLocked(); err != nil {
+			ob.log.Error("fs: outbox: cannot queue a file", "path", ob.dir+"/"+n.pathLocked(), "err", err)
+		}
 	}
 	leave := false
 	if n.writers == 0 && !n.gone {
@@ -240,6 +301,10 @@ func (n *outboxFile) truncateLocked(f *os.File, size int64) syscall.Errno {
 	if err := n.beginChangeLocked(); err != nil {
 		return toErrno(n.ob.log, "truncate", n.ob.dir, err)
 	}
+	if n.ptWriters > 0 {
+		n.syncStagedLocked()
+	}
+	old := n.size
 	var err error
 	if f != nil {
 		err = f.Truncate(size)
@@ -249,13 +314,16 @@ func (n *outboxFile) truncateLocked(f *os.File, size int64) syscall.Errno {
 	if err != nil {
 		return toErrno(n.ob.log, "truncate", n.ob.dir, err)
 	}
+	n.size = size
 	switch {
 	case size == 0:
 		n.resetDigestLocked()
 	case n.digest != nil && size != n.digest.next():
 		n.dropDigestLocked()
+	case n.stream != nil && n.stream.Follows() && size < old:
+		// It may have sent bytes that are gone now.
+		n.dropDigestLocked()
 	}
-	n.size = size
 	n.mtime = time.Now()
 	n.ctime = n.mtime
 	return 0
@@ -300,6 +368,9 @@ func (n *outboxFile) status() (uploader.Status, string) {
 	path := n.pathLocked()
 	n.ob.mu.Unlock()
 	n.mu.Lock()
+	if n.ptWriters > 0 {
+		n.syncStagedLocked()
+	}
 	dirty, size := n.dirty, n.size
 	n.mu.Unlock()
 	url := n.ob.up.URL(path)

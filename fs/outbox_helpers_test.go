@@ -27,6 +27,34 @@ type outboxFixture struct {
 	opts     Options
 	m        *Mounted
 	dir      string // the outbox directory in the mount
+	// daemonWrites turns FUSE passthrough off in every mount: reads and
+	// writes go through ferry (useDaemonWrites).
+	daemonWrites bool
+}
+
+// useDaemonWrites turns FUSE passthrough off, now and in later mounts,
+// before any outbox file is opened: every write goes through ferry.
+func (fx *outboxFixture) useDaemonWrites() {
+	fx.daemonWrites = true
+	fx.m.root.sh.passthrough.Store(false)
+}
+
+// writeModes runs test twice: with outbox writes through FUSE passthrough
+// where the kernel offers it (the kernel writes the staged files itself),
+// and with every write going through ferry.
+func writeModes(t *testing.T, box manifest.Outbox, opts Options, test func(t *testing.T, fx *outboxFixture)) {
+	t.Run("passthrough", func(t *testing.T) {
+		fx := newOutboxFixture(t, box, opts)
+		if !fx.m.root.sh.passthrough.Load() {
+			t.Skip("the kernel does not offer FUSE passthrough here")
+		}
+		test(t, fx)
+	})
+	t.Run("daemon", func(t *testing.T) {
+		fx := newOutboxFixture(t, box, opts)
+		fx.useDaemonWrites()
+		test(t, fx)
+	})
 }
 
 // newOutboxFixture mounts an empty manifest whose outbox "out/box" uploads
@@ -66,6 +94,9 @@ func (fx *outboxFixture) mount() {
 		t.Fatalf("Mount: %v", err)
 	}
 	fx.m = m
+	if fx.daemonWrites {
+		m.root.sh.passthrough.Store(false)
+	}
 	fx.dir = filepath.Join(mnt, box.Dir)
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {

@@ -63,21 +63,22 @@ func (fx *outboxFixture) checkArrived(rel string, want []byte) {
 // is written (the server receives bytes before the close) and stored only
 // after the close, whole, with its digest (the origin checks the trailer).
 func TestOutboxStreamsWhileWriting(t *testing.T) {
-	fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-	const size = 12<<20 + 5
-	f := fx.streamFile("s.bin", 1, 8<<20)
-	if _, ok := fx.remote("s.bin"); ok {
-		t.Fatal("the origin stored the file before its close")
-	}
-	if st := fx.state("s.bin"); st != "writing" {
-		t.Errorf("state %q while open, want writing", st)
-	}
-	fx.appendGenerated(f, 1, 8<<20, size-8<<20)
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fx.waitGone("s.bin")
-	fx.checkArrived("s.bin", generated(1, 0, size))
+	writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+		const size = 12<<20 + 5
+		f := fx.streamFile("s.bin", 1, 8<<20)
+		if _, ok := fx.remote("s.bin"); ok {
+			t.Fatal("the origin stored the file before its close")
+		}
+		if st := fx.state("s.bin"); st != "writing" {
+			t.Errorf("state %q while open, want writing", st)
+		}
+		fx.appendGenerated(f, 1, 8<<20, size-8<<20)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fx.waitGone("s.bin")
+		fx.checkArrived("s.bin", generated(1, 0, size))
+	})
 }
 
 // TestOutboxStreamRewritten: changes to a file while its stream runs
@@ -85,79 +86,84 @@ func TestOutboxStreamsWhileWriting(t *testing.T) {
 // content only, or nothing for a file that was removed.
 func TestOutboxStreamRewritten(t *testing.T) {
 	t.Run("overwrite", func(t *testing.T) {
-		fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-		f := fx.streamFile("o.bin", 1, 8<<20)
-		// Out of order: bytes the stream may have sent change.
-		fx.appendGenerated(f, 2, 0, 1<<20)
-		fx.appendGenerated(f, 1, 8<<20, 2<<20)
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fx.waitGone("o.bin")
-		want := generated(1, 0, 10<<20)
-		copy(want, generated(2, 0, 1<<20))
-		fx.checkArrived("o.bin", want)
+		writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+			f := fx.streamFile("o.bin", 1, 8<<20)
+			// Out of order: bytes the stream may have sent change.
+			fx.appendGenerated(f, 2, 0, 1<<20)
+			fx.appendGenerated(f, 1, 8<<20, 2<<20)
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fx.waitGone("o.bin")
+			want := generated(1, 0, 10<<20)
+			copy(want, generated(2, 0, 1<<20))
+			fx.checkArrived("o.bin", want)
+		})
 	})
 	t.Run("truncate", func(t *testing.T) {
-		fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-		f := fx.streamFile("t.bin", 1, 8<<20)
-		if err := f.Truncate(0); err != nil {
-			t.Fatal(err)
-		}
-		fx.appendGenerated(f, 3, 0, 5<<20+1)
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fx.waitGone("t.bin")
-		fx.checkArrived("t.bin", generated(3, 0, 5<<20+1))
+		writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+			f := fx.streamFile("t.bin", 1, 8<<20)
+			if err := f.Truncate(0); err != nil {
+				t.Fatal(err)
+			}
+			fx.appendGenerated(f, 3, 0, 5<<20+1)
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fx.waitGone("t.bin")
+			fx.checkArrived("t.bin", generated(3, 0, 5<<20+1))
+		})
 	})
 	t.Run("shrink", func(t *testing.T) {
-		fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-		f := fx.streamFile("k.bin", 1, 8<<20)
-		if err := f.Truncate(6 << 20); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fx.waitGone("k.bin")
-		fx.checkArrived("k.bin", generated(1, 0, 6<<20))
+		writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+			f := fx.streamFile("k.bin", 1, 8<<20)
+			if err := f.Truncate(6 << 20); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fx.waitGone("k.bin")
+			fx.checkArrived("k.bin", generated(1, 0, 6<<20))
+		})
 	})
 	t.Run("unlink", func(t *testing.T) {
-		fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-		f := fx.streamFile("u.bin", 1, 8<<20)
-		if err := os.Remove(fx.path("u.bin")); err != nil {
-			t.Fatal(err)
-		}
-		fx.appendGenerated(f, 1, 8<<20, 1<<20)
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		// Another file through the same uploader: by the time it is
-		// stored, the abandoned stream is long over.
-		writeGenerated(t, fx.path("after.bin"), 1<<20, 4)
-		fx.waitGone("after.bin")
-		if _, ok := fx.remote("u.bin"); ok {
-			t.Fatal("the origin stored a file that was removed while it was written")
-		}
-		if ents, _ := os.ReadDir(fx.cacheDir + "/outbox"); len(ents) != 0 {
-			t.Errorf("staged files left: %d", len(ents))
-		}
+		writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+			f := fx.streamFile("u.bin", 1, 8<<20)
+			if err := os.Remove(fx.path("u.bin")); err != nil {
+				t.Fatal(err)
+			}
+			fx.appendGenerated(f, 1, 8<<20, 1<<20)
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Another file through the same uploader: by the time it is
+			// stored, the abandoned stream is long over.
+			writeGenerated(t, fx.path("after.bin"), 1<<20, 4)
+			fx.waitGone("after.bin")
+			if _, ok := fx.remote("u.bin"); ok {
+				t.Fatal("the origin stored a file that was removed while it was written")
+			}
+			if ents, _ := os.ReadDir(fx.cacheDir + "/outbox"); len(ents) != 0 {
+				t.Errorf("staged files left: %d", len(ents))
+			}
+		})
 	})
 	t.Run("rename", func(t *testing.T) {
 		// A rename commits the file as it is, under its new name.
-		fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
-		f := fx.streamFile("before.bin", 1, 8<<20)
-		if err := os.Rename(fx.path("before.bin"), fx.path("after.bin")); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fx.waitGone("after.bin")
-		fx.checkArrived("after.bin", generated(1, 0, 8<<20))
-		if _, ok := fx.remote("before.bin"); ok {
-			t.Fatal("the origin stored the file under its old name")
-		}
+		writeModes(t, manifest.Outbox{}, Options{}, func(t *testing.T, fx *outboxFixture) {
+			f := fx.streamFile("before.bin", 1, 8<<20)
+			if err := os.Rename(fx.path("before.bin"), fx.path("after.bin")); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fx.waitGone("after.bin")
+			fx.checkArrived("after.bin", generated(1, 0, 8<<20))
+			if _, ok := fx.remote("before.bin"); ok {
+				t.Fatal("the origin stored the file under its old name")
+			}
+		})
 	})
 }

@@ -17,9 +17,13 @@ import (
 // TestOutboxCopyAndMoveIn is the acceptance test: 30 files from 0 B to
 // 64 MiB go into the outbox with cp and mv (a subdirectory too), some
 // paths fail twice first, some connections break mid-body: every file
-// arrives once, identical, and leaves the outbox.
+// arrives once, identical, and leaves the outbox. With writes through FUSE
+// passthrough and through ferry.
 func TestOutboxCopyAndMoveIn(t *testing.T) {
-	fx := newOutboxFixture(t, manifest.Outbox{}, Options{})
+	writeModes(t, manifest.Outbox{}, Options{}, testOutboxCopyAndMoveIn)
+}
+
+func testOutboxCopyAndMoveIn(t *testing.T, fx *outboxFixture) {
 	src := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(src, "sub", "deeper"), 0o755); err != nil {
 		t.Fatal(err)

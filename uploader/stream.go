@@ -58,34 +58,39 @@ var errStreamIdle = errors.New("uploader: streamed upload: the writer paused")
 // in Content.Stream at the commit; call Abort when the file will not be
 // committed as written so far.
 type Stream struct {
-	u      *Uploader
-	seq    uint64
-	path   string
+	u    *Uploader
+	seq  uint64
+	path string
+	// src hashes the bytes for a StartStream; nil for a FollowStream,
+	// which reads the file as it grows and hashes what it sends itself.
 	src    StreamSource
 	f      *os.File
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	kick   chan struct{} // a wake-up for the body: more data, a commit
+	kick   chan struct{} // a wake-up for the body: more data, a commit, Unhold
 
-	mu    sync.Mutex
-	job   *job  // set by Commit when it adopts the stream
-	size  int64 // the committed size, with job
-	ended bool  // the request is over
-	whole bool  // the body ended: every byte and the trailer went out
-	sum   []byte
+	mu      sync.Mutex
+	started bool  // the request started (a FollowStream waits first)
+	job     *job  // set by Commit when it adopts the stream
+	size    int64 // the committed size, with job
+	held    bool  // with job: the commit was Content.Held, no Unhold yet
+	ended   bool  // the request is over
+	whole   bool  // the body ended: every byte and the trailer went out
+	sum     []byte
 }
 
 // StreamMode says when StartStream starts a stream.
 type StreamMode int
 
 const (
-	// StreamAuto (the default) streams when the writer is faster than
-	// the last plain PUT was: then the upload would outlast the copy, and
-	// sending while writing hides the copy. On a link faster than the
-	// writer the upload after the close is short, and sending during the
-	// copy only competes with it for the CPU (measured on loopback: the
-	// copy slowed by more than the upload took). Until a plain PUT of at
-	// least StreamMinSize bytes was timed, nothing streams.
+	// StreamAuto (the default) streams every FollowStream, and a
+	// StartStream when the writer is faster than the last plain PUT
+	// was: then the upload would outlast the copy, and sending while
+	// writing hides the copy. On a link faster than the writer the
+	// upload after the close is short, and sending during a copy that
+	// goes through ferry only competes with it (measured on loopback:
+	// the copy slowed by more than the upload took). Until a plain PUT
+	// of at least StreamMinSize bytes was timed, no StartStream streams.
 	StreamAuto StreamMode = iota
 	// StreamAlways streams every file that qualifies.
 	StreamAlways
@@ -101,32 +106,57 @@ const (
 // link is faster than the writer (StreamAuto), or the Uploader is closed.
 // The stream owns src from then on (it calls Release).
 func (u *Uploader) StartStream(seq uint64, path string, src StreamSource, writeRate float64) *Stream {
-	if checkPath(path) != nil || u.opts.Protocol != "put" || u.opts.Encoding != "" || u.opts.NoStream {
+	if !u.streamsApply(path) {
 		return nil
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.closed || !u.started || u.streaming || u.noStream || u.items[seq] != nil {
+	if !u.streamMayStartLocked(seq, writeRate, false) {
 		return nil
+	}
+	s := u.newStream(seq, path, src)
+	if s == nil {
+		return nil
+	}
+	u.streaming, s.started = true, true
+	u.wg.Add(1)
+	go s.run()
+	return s
+}
+
+// streamsApply reports whether uploads of path may be streamed at all.
+func (u *Uploader) streamsApply(path string) bool {
+	return checkPath(path) == nil && u.opts.Protocol == "put" && u.opts.Encoding == "" && !u.opts.NoStream
+}
+
+// streamMayStartLocked reports whether a stream of seq, written at
+// writeRate bytes/s so far, may start now; follow for a FollowStream.
+// Uploader.mu is held.
+func (u *Uploader) streamMayStartLocked(seq uint64, writeRate float64, follow bool) bool {
+	if u.closed || !u.started || u.streaming || u.noStream || u.items[seq] != nil {
+		return false
 	}
 	switch u.streamMode {
 	case StreamNever:
-		return nil
+		return false
 	case StreamAuto:
-		if u.putRate <= 0 || writeRate <= u.putRate {
-			return nil
-		}
+		// A followed file streams whatever the rates: its writer does
+		// not wait for ferry, and without a stream its bytes would be
+		// read once more to hash them before a plain PUT.
+		return follow || u.putRate > 0 && writeRate > u.putRate
 	}
+	return true
+}
+
+// newStream opens the staged file of seq for a stream; nil when it cannot.
+func (u *Uploader) newStream(seq uint64, path string, src StreamSource) *Stream {
 	f, err := os.Open(StagedPath(u.opts.StagedDir, seq))
 	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(u.ctx)
-	s := &Stream{u: u, seq: seq, path: path, src: src, f: f, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1)}
-	u.streaming = true
-	u.wg.Add(1)
-	go s.run()
-	return s
+	return &Stream{u: u, seq: seq, path: path, src: src, f: f, ctx: ctx, cancel: cancel,
+		kick: make(chan struct{}, 1)}
 }
 
 // SetStreams sets when streams start (StreamAuto by default); it also
@@ -162,22 +192,28 @@ func (s *Stream) Wake() {
 	}
 }
 
-// Running reports whether the request is still going.
+// Running reports whether the request is still going (a FollowStream
+// that has not started its request yet is not running).
 func (s *Stream) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.ended && s.ctx.Err() == nil
+	return s.started && !s.ended && s.ctx.Err() == nil
 }
+
+// Follows reports whether s is a FollowStream.
+func (s *Stream) Follows() bool { return s.src == nil }
 
 // adoptLocked makes s the running attempt of it, committed with size
 // bytes. Uploader.mu is held; it is already persisted and not queued.
 func (s *Stream) adoptLocked(it *item, size int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || s.ctx.Err() != nil || s.path != it.rec.Path || it.rec.ETag != "" {
+	if !s.started || s.ended || s.ctx.Err() != nil || s.path != it.rec.Path || it.rec.ETag != "" {
 		return false
 	}
 	it.state = StateUploading
+	it.stream = s
+	s.held = it.held
 	it.sent.Store(0)
 	it.cancel = func() { s.cancel(errChanged) }
 	s.job = &job{it: it, gen: it.gen.Load(), rec: it.rec, ctx: s.ctx}
@@ -188,8 +224,17 @@ func (s *Stream) adoptLocked(it *item, size int64) bool {
 
 func (s *Stream) run() {
 	defer s.u.wg.Done()
-	defer s.src.Release()
+	if s.src != nil {
+		defer s.src.Release()
+	}
 	defer s.f.Close()
+	if !s.started && !s.waitStart() {
+		s.cancel(errStreamAbandoned)
+		s.mu.Lock()
+		s.ended = true
+		s.mu.Unlock()
+		return
+	}
 	etag, status, err := s.send()
 	s.cancel(nil)
 	u := s.u
@@ -199,6 +244,9 @@ func (s *Stream) run() {
 	j, whole, sum := s.job, s.whole, s.sum
 	s.mu.Unlock()
 	u.streaming = false
+	if j != nil && j.it.stream == s {
+		j.it.stream = nil
+	}
 	if err != nil && status >= 400 && status < 500 && status != http.StatusPreconditionFailed && !u.noStream {
 		u.noStream = true
 		u.log.Warn("uploader: the server refused a streamed (chunked) upload; uploads wait for the writer's close from now on",
@@ -241,6 +289,10 @@ func (s *Stream) send() (etag string, status int, err error) {
 	u := s.u
 	b := &streamBody{s: s, idle: time.NewTimer(u.opts.StreamIdle), stallFor: u.opts.StallTimeout}
 	defer b.idle.Stop()
+	if s.src == nil {
+		b.follow = newFollower(s)
+		defer b.follow.stop()
+	}
 	// A server that stops taking the body: the stall timer is reset
 	// whenever the body is asked for more, so it fires only while a write
 	// to the connection blocks.
@@ -282,7 +334,8 @@ func (s *Stream) send() (etag string, status int, err error) {
 }
 
 // streamBody is the body of a streamed PUT: the bytes of the staged file
-// as they are hashed, then, once committed, the end and the digest.
+// as they are hashed (StartStream) or written (FollowStream), then, once
+// committed, the end and the digest.
 type streamBody struct {
 	s        *Stream
 	off      int64
@@ -290,6 +343,7 @@ type streamBody struct {
 	idle     *time.Timer
 	stall    *time.Timer
 	stallFor time.Duration
+	follow   *follower // FollowStream only
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
@@ -300,10 +354,26 @@ func (b *streamBody) Read(p []byte) (int, error) {
 			return 0, context.Cause(s.ctx)
 		}
 		s.mu.Lock()
-		j, size := s.job, s.size
+		j, size, held := s.job, s.size, s.held
 		s.mu.Unlock()
-		avail := s.src.Hashed()
+		var avail int64
+		if f := b.follow; f != nil {
+			if j != nil && !held {
+				f.settle(b.off)
+			}
+			var err error
+			if avail, err = f.written(b.off); err != nil {
+				return 0, err
+			}
+		} else {
+			avail = s.src.Hashed()
+		}
 		if j != nil {
+			if b.off > size {
+				// Read past the committed end: a writer the owner does
+				// not see went on after the commit; it commits again.
+				return 0, errChanged
+			}
 			avail = min(avail, size)
 		}
 		if b.off < avail {
@@ -314,26 +384,38 @@ func (b *streamBody) Read(p []byte) (int, error) {
 				}
 				return 0, err
 			}
+			if b.follow != nil {
+				b.follow.sent(p[:n])
+			}
 			b.off += int64(n)
 			if j != nil {
 				j.it.sent.Store(b.off)
-			} else {
+			}
+			if j == nil || held {
 				b.idle.Reset(s.u.opts.StreamIdle)
 			}
 			return n, nil
 		}
-		if j != nil && b.off == size {
+		if j != nil && b.off == size && !held {
 			return 0, b.end(j, size)
 		}
-		var idle <-chan time.Time
-		if j == nil {
+		// Nothing to send yet. A writer that pauses for StreamIdle (also
+		// one the owner does not see, holding a committed file open)
+		// ends the stream: the file goes with a plain PUT once it is
+		// closed.
+		var idle, poll <-chan time.Time
+		if j == nil || held {
 			idle = b.idle.C
+		}
+		if b.follow != nil {
+			poll = b.follow.poll()
 		}
 		select {
 		case <-s.kick:
 		case <-s.ctx.Done():
 		case <-idle:
 			s.cancel(errStreamIdle)
+		case <-poll:
 		}
 	}
 }
@@ -341,8 +423,14 @@ func (b *streamBody) Read(p []byte) (int, error) {
 // end finishes the body once the committed content was read: io.EOF with
 // the digest in the trailer, or the error that abandons the upload.
 func (b *streamBody) end(j *job, size int64) error {
-	sum := b.s.src.Sum(size)
-	if sum == nil {
+	var sum []byte
+	if f := b.follow; f != nil {
+		// Every byte read before the file settled must still be there.
+		if err := f.verified(b.s.ctx); err != nil {
+			return err
+		}
+		sum = f.sum()
+	} else if sum = b.s.src.Sum(size); sum == nil {
 		return fmt.Errorf("%w: no digest of the content", errStreamAbandoned)
 	}
 	// Modify runs before the first byte of a change is written: unchanged

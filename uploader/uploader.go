@@ -115,8 +115,13 @@ type Content struct {
 	// started while it was written (StartStream): Commit lets it finish
 	// instead of queueing a new attempt, or aborts it when it cannot.
 	Stream *Stream
-	MTime  time.Time
-	Mode   uint32
+	// Held says that a writer the owner does not see (FUSE passthrough)
+	// may still change the staged data: nothing is sent, and a stream's
+	// body does not end, until Unhold. A change the owner sees later
+	// still calls Modify.
+	Held  bool
+	MTime time.Time
+	Mode  uint32
 }
 
 // Status is the live state of one file.
@@ -178,6 +183,12 @@ type item struct {
 	// unsure is set when an attempt sent the whole body but got no
 	// answer: a 412 later may be the server holding our own upload.
 	unsure bool
+	// held: committed with Content.Held and no Unhold yet; it is not
+	// queued for a worker meanwhile (its state may say queued).
+	held bool
+	// stream is the Stream that adopted the current commit while it
+	// runs.
+	stream *Stream
 }
 
 // New loads the queue from q. Records of files that were being changed
@@ -372,6 +383,7 @@ func (u *Uploader) Commit(seq uint64, c Content) error {
 		SHA256: c.SHA256, MTime: c.MTime.UnixNano(), Mode: c.Mode, ETag: etag}
 	it.stopLocked()
 	it.verify, it.unsure, it.failures, it.notBefore = false, false, 0, time.Time{}
+	it.held = c.Held
 	streamed := c.Stream != nil && fresh && c.Stream.seq == seq && c.Stream.Running()
 	if streamed {
 		it.rec.Attempts = 1 // a later 412 may be this attempt's own upload
@@ -514,12 +526,16 @@ func (it *item) stopLocked() {
 	}
 }
 
-// queueLocked marks it queued and wakes a worker. Uploader.mu is held.
+// queueLocked marks it queued and wakes a worker (at Unhold if it is
+// held). Uploader.mu is held.
 func (u *Uploader) queueLocked(it *item) {
 	it.state = StateQueued
 	it.sent.Store(0)
 	u.order++
 	it.order = u.order
+	if it.held {
+		return
+	}
 	u.ready.push(it)
 	u.work.Signal()
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // readyHeap orders queued items by (notBefore, order). An entry is stale
-// when its item was queued again (order changed), left the queued state or
-// was removed; stale entries are dropped when they surface.
+// when its item was queued again (order changed), left the queued state,
+// is held or was removed; stale entries are dropped when they surface.
 type readyHeap []readyEntry
 
 type readyEntry struct {
@@ -44,7 +44,7 @@ func (h *readyHeap) push(it *item) {
 }
 
 func (e readyEntry) stale() bool {
-	return e.it.removed || e.it.state != StateQueued || e.it.order != e.order
+	return e.it.removed || e.it.held || e.it.state != StateQueued || e.it.order != e.order
 }
 
 // job is one upload attempt: a copy of the record as it was when the
