@@ -27,6 +27,16 @@
 // in caching mode is open on the same inode: the kernel refuses to mix the
 // two modes on one inode), and its reads no longer reach this process.
 //
+// # Outbox
+//
+// The manifest's outbox is the one writable directory (outbox*.go): each
+// file is staged in the cache directory and committed to the uploader when
+// its last writer closes it. Where the kernel offers FUSE passthrough,
+// outbox files are opened in passthrough too, so the kernel writes the
+// staged file itself; ferry then sees no write and treats an open for
+// writing as the change, asks the staged file for its size, and holds a
+// commit until the last such writer was released (uploader.Content.Held).
+//
 // # Errors
 //
 // Every errno comes from toErrno, which maps known errors and logs the rest

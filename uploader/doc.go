@@ -50,6 +50,14 @@
 // server that refuses one with a 4xx other than 412 (411 Length Required,
 // say) gets no more. One stream runs at a time, beside the workers.
 //
+// When the owner does not see the writes (FUSE passthrough: the kernel
+// writes the staged file), it asks for a FollowStream instead, which
+// follows the file's size, hashes what it sends, and before its body ends
+// checks that the bytes it read before the file settled are still the
+// file's (follow.go). Such an owner commits with Content.Held while a
+// writer it cannot see may still write, and calls Unhold once none can:
+// until then nothing is sent and no body ends.
+//
 // tus 1.0 (Protocol "tus") creates an upload with a POST to the same URL,
 // persists its Location in the record, then PATCHes from the offset the
 // server reports with HEAD; after a network loss or a restart it resumes from
