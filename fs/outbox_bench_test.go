@@ -25,8 +25,12 @@ import (
 // bytes) into the outbox with cp and waits until it was sent and left the
 // outbox, and uploads the same file with curl -T to the same server in the
 // same iteration. It reports the median rates, the median time cp took,
-// and the ratio of the medians (curl time / drop time: 1 means as fast as
-// curl). Two servers, each in a process of its
+// the ratio of the medians (curl time / drop time: 1 means as fast as
+// curl) and the median of the ratios of each iteration's pair
+// (pair-ratio: on a machine whose load drifts, the two of a pair ran
+// closest together). The source is read again, untimed, before each
+// contender, so that neither reads it from the disk when something else
+// on the machine dropped the page cache. Two servers, each in a process of its
 // own, like a real server (in this process its garbage collection would
 // slow the mount): the test origin, which keeps uploads in memory, and a
 // sink that discards the body, which shows ferry's own cost. One untimed
@@ -144,21 +148,32 @@ func benchDrop(b *testing.B, src string, size int64, url string, streams uploade
 	reset()
 	timeCurl(b, src, url+"curl.bin")
 	timeDrop(b, src, dst)
-	var curls, drops, cps []time.Duration
+	var curls, drops, cps, pairs []time.Duration
 	b.SetBytes(size)
 	for i := 0; b.Loop(); i++ {
 		reset()
 		runtime.GC()
 		// Alternate the order so neither always runs on a warmer machine.
 		if i%2 == 1 {
+			b.StopTimer()
+			warm(b, src)
+			b.StartTimer()
 			cp, drop := timeDrop(b, src, dst)
 			cps, drops = append(cps, cp), append(drops, drop)
 		}
+		b.StopTimer()
+		warm(b, src)
+		b.StartTimer()
 		curls = append(curls, timeCurl(b, src, url+"curl.bin"))
 		if i%2 == 0 {
+			b.StopTimer()
+			warm(b, src)
+			b.StartTimer()
 			cp, drop := timeDrop(b, src, dst)
 			cps, drops = append(cps, cp), append(drops, drop)
 		}
+		// A ratio as a Duration of 1e9 units, for median.
+		pairs = append(pairs, time.Duration(float64(time.Second)*curls[i].Seconds()/drops[i].Seconds()))
 	}
 	b.StopTimer()
 	mbps := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
@@ -167,6 +182,7 @@ func benchDrop(b *testing.B, src string, size int64, url string, streams uploade
 	b.ReportMetric(mbps(d), "drop-MB/s")
 	b.ReportMetric(median(cps).Seconds(), "cp-s")
 	b.ReportMetric(c.Seconds()/d.Seconds(), "ratio")
+	b.ReportMetric(median(pairs).Seconds(), "pair-ratio")
 	b.Logf("curl %v, drop %v (cp %v)", curls, drops, cps)
 }
 
