@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,7 +104,8 @@ func BenchmarkDemandLatency(b *testing.B) {
 const latencyPhases = 5
 
 // settleBackground waits until no background transfer of m moved for
-// 300 ms (the cancelled requests ended) and the blocks are committed.
+// 300 ms (the cancelled requests ended), the blocks are committed and the
+// machine's dirty pages are written.
 func settleBackground(b *testing.B, m *Mounted) {
 	last, still := bgBytes(m), time.Now()
 	for deadline := time.Now().Add(time.Minute); time.Since(still) < 300*time.Millisecond; {
@@ -118,6 +120,10 @@ func settleBackground(b *testing.B, m *Mounted) {
 	if err := m.cache.Flush(); err != nil {
 		b.Fatal(err)
 	}
+	// Nothing the loaded phase wrote may still be on its way to the disk
+	// while the idle reads run.
+	syscall.Sync()
+	time.Sleep(100 * time.Millisecond)
 }
 
 // bgBytes is what the background fill fetched so far: every file but the
