@@ -162,6 +162,12 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		n.fetch.Request(off, end-off)
 		return nil, syscall.EAGAIN
 	}
+	if bs := n.store.BlockSize(); n.store.Missing(off/bs, (end-1)/bs) >= 0 {
+		// The read will wait: it ends when its process is gone.
+		var stop func()
+		ctx, stop = watchCaller(ctx)
+		defer stop()
+	}
 	if err := n.readLocal(ctx, buf, off); err != nil {
 		log := n.sh.log
 		if n.failing.Swap(true) {
