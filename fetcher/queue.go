@@ -183,8 +183,15 @@ func (f *Fetcher) backgroundLocked() *job {
 		return nil
 	}
 	fl := best
+	maxRun := max(1, f.opts.ChunkSize/fl.bs)
 	if room := f.opts.Room; room != nil && !room(min(f.opts.ChunkSize, fl.size)) {
-		return nil
+		// Little room left (a nearly full disk): fill one block at a
+		// time while a block fits, rather than stall until a whole
+		// chunk does.
+		if fl.noRange || fl.size <= fl.bs || !room(fl.bs) {
+			return nil
+		}
+		maxRun = 1
 	}
 	if fl.noRange {
 		f.seq++
@@ -193,7 +200,6 @@ func (f *Fetcher) backgroundLocked() *job {
 		return j
 	}
 	nblocks := fl.blocks(fl.size)
-	maxRun := max(1, f.opts.ChunkSize/fl.bs)
 	start := fl.bgNext
 	for start < nblocks && (fl.st.Present(start) || fl.claims[start] != nil) {
 		start++
