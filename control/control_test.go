@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"ferry/control"
 	ferryfs "ferry/fs"
@@ -102,9 +103,18 @@ func TestMetricsFormat(t *testing.T) {
 	if err != nil || len(data) != 100 {
 		t.Fatalf("read: %d bytes, %v", len(data), err)
 	}
-	text, err := dial(t, mnt).Metrics(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	// A read may return before its block is stored (the reader copies it
+	// from memory while it is written): wait until the file counts as
+	// complete.
+	var text string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		text, err = dial(t, mnt).Metrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text, `ferry_files{state="complete"} 1`) || time.Now().After(deadline) {
+			break
+		}
 	}
 	typed := map[string]string{}
 	helped := map[string]bool{}
