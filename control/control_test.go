@@ -104,15 +104,18 @@ func TestMetricsFormat(t *testing.T) {
 		t.Fatalf("read: %d bytes, %v", len(data), err)
 	}
 	// A read may return before its block is stored (the reader copies it
-	// from memory while it is written): wait until the file counts as
-	// complete.
+	// from memory while it is written), and the bytes are counted after
+	// that: wait until the file counts as complete and its bytes as
+	// fetched.
 	var text string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		text, err = dial(t, mnt).Metrics(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(text, `ferry_files{state="complete"} 1`) || time.Now().After(deadline) {
+		done := strings.Contains(text, `ferry_files{state="complete"} 1`) &&
+			strings.Contains(text, `ferry_fetched_bytes_total{priority="normal"} 100`)
+		if done || time.Now().After(deadline) {
 			break
 		}
 	}
