@@ -185,9 +185,11 @@ func TestXattrs(t *testing.T) {
 	if got, want := fileSum(t, p), generatedSum(9, size); got != want {
 		t.Fatal("content differs")
 	}
-	if v, err := getxattr(p, xattrState); err != nil || v != "complete" {
-		t.Errorf("state after reading all = %q, %v; want complete", v, err)
-	}
+	// The read may return before its last block is stored.
+	waitFor(t, "the state after reading all to be complete", func() bool {
+		v, err := getxattr(p, xattrState)
+		return err == nil && v == "complete"
+	})
 	if local, _ := progress(t, p); local != size {
 		t.Errorf("local = %d after reading all, want %d", local, size)
 	}

@@ -113,6 +113,11 @@ func TestControlStatus(t *testing.T) {
 	if got := readAll(t, filepath.Join(m.Dir(), "dir/b.bin")); checkRange(62, 0, got) != nil {
 		t.Fatal("dir/b.bin: wrong bytes")
 	}
+	// The read may return before its last block is stored and counted.
+	waitFor(t, "dir/b.bin to be complete", func() bool {
+		tr := transferOf(t, m, "dir/b.bin")
+		return tr.State == "complete" && tr.Fetched == 1<<20
+	})
 	tr := transferOf(t, m, "dir/b.bin")
 	if tr.State != "complete" || tr.Local != 1<<20 || tr.ETASeconds != 0 || tr.Fetched != 1<<20 {
 		t.Errorf("after a whole read: %+v", tr)
