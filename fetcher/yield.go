@@ -103,10 +103,15 @@ func (f *Fetcher) demandEndedLocked() {
 		return
 	}
 	g.quietArmed = true
-	if g.quietTimer == nil {
-		g.quietTimer = time.AfterFunc(readQuiet, f.quietFired)
+	arm(&g.quietTimer, readQuiet, f.quietFired)
+}
+
+// arm starts *t to call fn after d, making the timer on first use.
+func arm(t **time.Timer, d time.Duration, fn func()) {
+	if *t == nil {
+		*t = time.AfterFunc(d, fn)
 	} else {
-		g.quietTimer.Reset(readQuiet)
+		(*t).Reset(d)
 	}
 }
 
@@ -136,13 +141,8 @@ func (f *Fetcher) armFloorLocked(now time.Time) {
 	if g.floorArmed || len(g.floorQ) == 0 {
 		return
 	}
-	d := max(g.floorNext.Sub(now), 0)
 	g.floorArmed = true
-	if g.floorTimer == nil {
-		g.floorTimer = time.AfterFunc(d, f.floorFired)
-	} else {
-		g.floorTimer.Reset(d)
-	}
+	arm(&g.floorTimer, max(g.floorNext.Sub(now), 0), f.floorFired)
 }
 
 // floorFired grants the next slot of the floor to the first waiting

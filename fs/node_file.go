@@ -157,12 +157,12 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		n.dropBehind(h)
 	}
 	buf := dest[:end-off]
-	if h != nil && h.nonblock && n.store.Missing(off/n.store.BlockSize(), (end-1)/n.store.BlockSize()) >= 0 {
-		// O_NONBLOCK: ask for the bytes, do not wait for them.
-		n.fetch.Request(off, end-off)
-		return nil, syscall.EAGAIN
-	}
 	if bs := n.store.BlockSize(); n.store.Missing(off/bs, (end-1)/bs) >= 0 {
+		if h != nil && h.nonblock {
+			// O_NONBLOCK: ask for the bytes, do not wait for them.
+			n.fetch.Request(off, end-off)
+			return nil, syscall.EAGAIN
+		}
 		// The read will wait: it ends when its process is gone.
 		var stop func()
 		ctx, stop = watchCaller(ctx)
