@@ -39,9 +39,14 @@ type config struct {
 	out          string // markdown report ("" : stdout only)
 	mountTimeout time.Duration
 	stepTimeout  time.Duration
+	primeMiB     int // memory touched and freed before each measurement (see primeMemory)
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == primeArg {
+		primeChild(os.Args[2])
+		return
+	}
 	var cfg config
 	var tools, figures string
 	flag.StringVar(&cfg.work, "work", "", "scratch directory on disk (required)")
@@ -57,6 +62,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	flag.DurationVar(&cfg.mountTimeout, "mount-timeout", 3*time.Minute, "longest wait for a mount")
 	flag.DurationVar(&cfg.stepTimeout, "step-timeout", 5*time.Minute, "longest single measurement")
+	flag.IntVar(&cfg.primeMiB, "prime-mib", 3072, "MiB of memory to touch and free before each measurement, so that every tool starts with memory the VM holds (0: off)")
 	flag.Parse()
 	if cfg.work == "" || cfg.data == "" || cfg.manifests == "" || cfg.base == "" {
 		fmt.Fprintln(os.Stderr, "driver: want -work, -data, -manifests and -base")
@@ -206,7 +212,15 @@ func machine(cfg config) []string {
 		fmt.Sprintf("machine: %d CPUs (%s), %s memory, kernel %s", runtime.NumCPU(), cpu, mem, out("uname", "-r")),
 		"ferry: commit " + out("git", "describe", "--always", "--dirty") + ", default flags (block size 64 KiB, 8 connections)",
 		"rclone: " + out("rclone", "version") + "; nginx: " + nginxVersion() + "; fio: " + out("fio", "--version") + "; curl: " + out("curl", "--version"),
+		primed(cfg.primeMiB),
 	}
+}
+
+func primed(mib int) string {
+	if mib <= 0 {
+		return "memory: not primed (-prime-mib 0): the first tool of a round pays for memory the VM's host took back"
+	}
+	return fmt.Sprintf("memory: %d MiB touched and freed before each measurement (-prime-mib), so that no tool pays for memory the VM's host took back", mib)
 }
 
 func nginxVersion() string {
