@@ -58,7 +58,7 @@ func (r *runner) dd(path string) (float64, error) {
 // figSequential measures figures 1, 2 and 6 for a mounting tool: a cold
 // read of big.bin on a fresh mount, its peak RSS, and a warm re-read.
 func (r *runner) figSequential(tool string, round int) {
-	m, err := r.mountTool(tool, dsBig, true)
+	m, err := r.mountTool(tool, dsBig, true, true)
 	if err != nil {
 		r.res.fail(tool, err, mCold, mWarm, mRSS)
 		return
@@ -134,7 +134,7 @@ type fioResult struct {
 // figRandom is figure 3: fio's cold random 4 KiB reads of big.bin on a
 // fresh mount (ferry without background fill: every read is cold).
 func (r *runner) figRandom(tool string) {
-	m, err := r.mountTool(tool, dsBig, false)
+	m, err := r.mountTool(tool, dsBig, false, false)
 	if err != nil {
 		r.res.fail(tool, err, mIOPS, mP50, mP99)
 		return
@@ -213,7 +213,7 @@ func (r *runner) curlRandom(round int) {
 // figTail is figure 4: open, read the last 4 KiB of big.bin, close, on a
 // fresh mount.
 func (r *runner) figTail(tool string) {
-	m, err := r.mountTool(tool, dsBig, false)
+	m, err := r.mountTool(tool, dsBig, false, false)
 	if err != nil {
 		r.res.fail(tool, err, mTail)
 		return
@@ -261,7 +261,7 @@ func (r *runner) curlTail() {
 
 // figSmall is figure 5: cat of the 1,000 small files right after mount.
 func (r *runner) figSmall(tool string, round int) {
-	m, err := r.mountTool(tool, dsSmall, true)
+	m, err := r.mountTool(tool, dsSmall, true, true)
 	if err != nil {
 		r.res.fail(tool, err, mSmall)
 		return
@@ -304,7 +304,7 @@ func (r *runner) curlSmall() {
 // figFill is figure 7 for ferry: from a live mount to a complete big.bin
 // by background fill alone, watched through user.ferry.progress.
 func (r *runner) figFill() {
-	m, err := r.mountTool(toolFerry, dsBig, true)
+	m, err := r.mountTool(toolFerry, dsBig, true, true)
 	if err != nil {
 		r.res.fail(toolFerry, err, mFill)
 		return
@@ -341,7 +341,11 @@ func (r *runner) figFill() {
 func (r *runner) curlFill() {
 	path := filepath.Join(r.cfg.work, "curl-o.bin")
 	defer os.Remove(path)
-	if err := r.dropCaches(); err != nil {
+	err := r.dropCaches()
+	if err == nil {
+		err = r.primeMemory()
+	}
+	if err != nil {
 		r.res.fail(toolCurl, err, mFill)
 		return
 	}
@@ -362,7 +366,7 @@ func (r *runner) curlFill() {
 // figMillion is figure 8: mount time, find time and RSS for the manifest
 // of 1,000,000 entries (ferry without background fill).
 func (r *runner) figMillion(tool string) {
-	m, err := r.mountTool(tool, dsMillion, false)
+	m, err := r.mountTool(tool, dsMillion, false, false)
 	if err != nil {
 		r.res.fail(tool, err, mMount, mFind, mMillionRSS, mMillionHWM)
 		return

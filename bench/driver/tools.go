@@ -28,13 +28,19 @@ const (
 // mountTool mounts data set ds with tool on a fresh cache directory, after
 // dropping the page cache (so the mount starts cold and its background
 // work starts with the measurement) and the count of origin bytes.
-// background is ferry's background fill (the other tools have none).
-func (r *runner) mountTool(tool, ds string, background bool) (*mount, error) {
+// background is ferry's background fill (the other tools have none);
+// prime primes memory (primeMemory) for the figures that write a lot of it.
+func (r *runner) mountTool(tool, ds string, background, prime bool) (*mount, error) {
 	if tool == toolRclone && ds == dsMillion {
 		return nil, errSkipped
 	}
 	if err := r.dropCaches(); err != nil {
 		return nil, err
+	}
+	if prime {
+		if err := r.primeMemory(); err != nil {
+			return nil, err
+		}
 	}
 	r.originBytes()
 	dir := filepath.Join(r.cfg.work, "mnt-"+tool)
