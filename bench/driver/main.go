@@ -212,15 +212,27 @@ func machine(cfg config) []string {
 		fmt.Sprintf("machine: %d CPUs (%s), %s memory, kernel %s", runtime.NumCPU(), cpu, mem, out("uname", "-r")),
 		"ferry: commit " + out("git", "describe", "--always", "--dirty") + ", default flags (block size 64 KiB, 8 connections)",
 		"rclone: " + out("rclone", "version") + "; nginx: " + nginxVersion() + "; fio: " + out("fio", "--version") + "; curl: " + out("curl", "--version"),
-		primed(cfg.primeMiB),
+		memory(cfg.primeMiB),
 	}
 }
 
-func primed(mib int) string {
-	if mib <= 0 {
-		return "memory: not primed (-prime-mib 0): the first tool of a round pays for memory the VM's host took back"
+// memory says how the run treats memory the VM's host takes back (see
+// bench/run.sh, "memory", and primeMemory).
+func memory(mib int) string {
+	s := "memory: "
+	b, err := os.ReadFile("/sys/module/page_reporting/parameters/page_reporting_order")
+	switch order := strings.TrimSpace(string(b)); {
+	case err != nil:
+		s += "no free page reporting to a host"
+	case order == "11":
+		s += "free page reporting to the VM's host paused during the run (page_reporting_order 11)"
+	default:
+		s += "free page reporting to the VM's host on (page_reporting_order " + order + "): tools that write new pages pay host faults"
 	}
-	return fmt.Sprintf("memory: %d MiB touched and freed before each measurement (-prime-mib), so that no tool pays for memory the VM's host took back", mib)
+	if mib > 0 {
+		s += fmt.Sprintf("; %d MiB touched and freed before figures 1, 5 and 7 (-prime-mib)", mib)
+	}
+	return s
 }
 
 func nginxVersion() string {
