@@ -87,6 +87,7 @@ func run(cfg config) error {
 		return err
 	}
 	r := &runner{ctx: ctx, cfg: cfg, live: map[*mount]bool{}, res: newResults()}
+	defer r.removeKept()
 	defer r.stopAll()
 	r.originBytes()
 	for round := 1; round <= cfg.rounds && ctx.Err() == nil; round++ {

@@ -17,13 +17,16 @@ import (
 
 // mount is one live mount made by a child process of the driver.
 type mount struct {
-	tool   string
-	dir    string // mountpoint
-	cache  string // cache directory ("" when the tool has none)
-	log    string // the child's stdout and stderr
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the child has been reaped
-	ready  time.Duration // from start to a live mount
+	tool  string
+	dir   string // mountpoint
+	cache string // cache directory ("" when the tool has none)
+	// keepCache defers the removal of cache to the end of the run (see
+	// mountTool).
+	keepCache bool
+	log       string // the child's stdout and stderr
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed when the child has been reaped
+	ready     time.Duration // from start to a live mount
 }
 
 // runner owns every mount and child process of a run, so that an error or a
@@ -36,7 +39,8 @@ type runner struct {
 	live map[*mount]bool
 	seq  int
 
-	logOff int64 // how much of the access log originBytes has read
+	logOff int64    // how much of the access log originBytes has read
+	kept   []string // cache directories to remove at the end of the run
 }
 
 // startMount starts args as a child serving a mount at dir and waits until
@@ -155,8 +159,25 @@ func (r *runner) stop(m *mount) {
 	if err := ensureUnmounted(m.dir); err != nil {
 		fmt.Fprintln(os.Stderr, "driver:", err)
 	}
-	if m.cache != "" {
+	switch {
+	case m.cache == "":
+	case m.keepCache:
+		r.mu.Lock()
+		r.kept = append(r.kept, m.cache)
+		r.mu.Unlock()
+	default:
 		os.RemoveAll(m.cache)
+	}
+}
+
+// removeKept removes the cache directories whose removal stop deferred.
+func (r *runner) removeKept() {
+	r.mu.Lock()
+	kept := r.kept
+	r.kept = nil
+	r.mu.Unlock()
+	for _, dir := range kept {
+		os.RemoveAll(dir)
 	}
 }
 
