@@ -167,6 +167,7 @@ func runMountCommand(ctx context.Context, e *env, o *mountOptions, args []string
 // unmounts and closes everything.
 func mountForeground(ctx context.Context, logw io.Writer, o *mountOptions, v validated,
 	cacheDir, manifestPath, mountpoint string, ready func()) error {
+	raiseProcs()
 	log, err := newLogger(logw, v.level, o.logFormat)
 	if err != nil {
 		return usagef("mount", "--log-format: %v", err)
