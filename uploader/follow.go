@@ -2,9 +2,7 @@ package uploader
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"hash"
 	"hash/crc32"
 	"time"
 )
@@ -147,7 +145,7 @@ func (u *Uploader) Unhold(seq uint64) {
 type follower struct {
 	s          *Stream
 	seen       int64 // the file's size at the last look
-	sha        hash.Hash
+	sha        *hasher
 	crcC, crcI uint32 // CRC-32C and CRC-32 of the bytes sent
 	timer      *time.Timer
 	every      time.Duration
@@ -157,10 +155,13 @@ type follower struct {
 func newFollower(s *Stream) *follower {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &follower{s: s, sha: sha256.New(), timer: t, every: pollMin}
+	return &follower{s: s, sha: newHasher(&s.u.wg), timer: t, every: pollMin}
 }
 
-func (f *follower) stop() { f.timer.Stop() }
+func (f *follower) stop() {
+	f.timer.Stop()
+	f.sha.stop()
+}
 
 // written returns how many bytes the file has, looking again once the body
 // read them all.
@@ -189,13 +190,13 @@ func (f *follower) poll() <-chan time.Time {
 
 // sent adds bytes handed to the connection, in order.
 func (f *follower) sent(p []byte) {
-	f.sha.Write(p)
+	f.sha.write(p)
 	f.crcC = crc32.Update(f.crcC, castagnoli, p)
 	f.crcI = crc32.Update(f.crcI, crc32.IEEETable, p)
 }
 
-// sum is the SHA-256 of the bytes sent.
-func (f *follower) sum() []byte { return f.sha.Sum(nil) }
+// sum is the SHA-256 of the bytes sent; nil after stop.
+func (f *follower) sum() []byte { return f.sha.sum() }
 
 // settle starts, once, the check of the first n bytes: the file settled
 // when n bytes were sent.

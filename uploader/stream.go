@@ -429,7 +429,9 @@ func (b *streamBody) end(j *job, size int64) error {
 		if err := f.verified(b.s.ctx); err != nil {
 			return err
 		}
-		sum = f.sum()
+		if sum = f.sum(); sum == nil {
+			return fmt.Errorf("%w: no digest of the content", errStreamAbandoned)
+		}
 	} else if sum = b.s.src.Sum(size); sum == nil {
 		return fmt.Errorf("%w: no digest of the content", errStreamAbandoned)
 	}
