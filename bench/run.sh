@@ -95,6 +95,7 @@ go build -o "$bin/gen" ./bench/gen
 # so. FERRY_BENCH_PAGE_REPORTING=keep leaves it as it is.
 if [ "${FERRY_BENCH_PAGE_REPORTING:-pause}" = pause ] && [ -w "$reporting" ]; then
 	reporting_was=$(cat "$reporting")
+	echo "bench: pausing free page reporting to the host until exit ($reporting: $reporting_was -> 11)" >&2
 	echo 11 >"$reporting"
 fi
 
