@@ -39,7 +39,7 @@ type config struct {
 	out          string // markdown report ("" : stdout only)
 	mountTimeout time.Duration
 	stepTimeout  time.Duration
-	primeMiB     int // memory touched and freed before each measurement (see primeMemory)
+	primeMiB     int // memory touched and freed before figures 1, 5 and 7 (see primeMemory)
 }
 
 func main() {
@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	flag.DurationVar(&cfg.mountTimeout, "mount-timeout", 3*time.Minute, "longest wait for a mount")
 	flag.DurationVar(&cfg.stepTimeout, "step-timeout", 5*time.Minute, "longest single measurement")
-	flag.IntVar(&cfg.primeMiB, "prime-mib", 3072, "MiB of memory to touch and free before each measurement, so that every tool starts with memory the VM holds (0: off)")
+	flag.IntVar(&cfg.primeMiB, "prime-mib", 3072, "MiB of memory to touch and free before figures 1, 5 and 7, so that every tool starts with memory the VM holds (0: off)")
 	flag.Parse()
 	if cfg.work == "" || cfg.data == "" || cfg.manifests == "" || cfg.base == "" {
 		fmt.Fprintln(os.Stderr, "driver: want -work, -data, -manifests and -base")

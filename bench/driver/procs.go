@@ -270,18 +270,19 @@ func (r *runner) dropCaches() error {
 }
 
 // primeMemory touches cfg.primeMiB of anonymous memory in a child process
-// and frees it again. On a VM that hands free memory back to its host
-// (virtio_balloon free page reporting, DAMON pageout), the first write into
-// a page the host took back costs a fault in the host: 1 GiB written by
-// curl -o took 3.4–6.4 s after the machine sat idle and 1.1–1.3 s right
-// after another run had freed its memory. Without this, whichever tool a
-// round measures first pays for the others. The kernel reports freed pages
-// to the host after about 2 s, so the measurement must follow at once; and
-// that reporting costs the measurements that follow it: with every mount
-// primed, figure 4 went from 0.67 to 4.44 ms (0.94–17.74), so only the
-// figures that write a lot of new memory (1, 5, 7) are primed. A
-// child, because a child the driver starts later inherits the driver's
-// peak RSS in its rusage (the exec replaces the memory it shared).
+// and frees it again, so that the next measurement starts with memory the
+// VM holds. On a VM that hands free memory back to its host (virtio_balloon
+// free page reporting, DAMON pageout), the first write into a page the host
+// took back costs a fault in the host: 1 GiB written by curl -o took
+// 3.4–6.4 s after the machine sat idle and 1.1–1.3 s right after another
+// run had freed its memory, so whichever tool a round measured first paid
+// for the others. bench/run.sh pauses the reporting, and then primed memory
+// stays the VM's. With reporting on, the kernel hands the freed pages back
+// within seconds, and that work slows whatever runs meanwhile: with every
+// mount primed, figure 4 went from 0.67 to 4.44 ms (0.94–17.74), so only
+// the figures that write a lot of new memory (1, 5, 7) are primed. A child,
+// because a child the driver starts later inherits the driver's peak RSS in
+// its rusage (the exec replaces the memory it shared).
 func (r *runner) primeMemory() error {
 	if r.cfg.primeMiB <= 0 {
 		return nil
