@@ -23,9 +23,8 @@ const (
 // floorWaiter is a paused background transfer waiting for a slot of the
 // floor.
 type floorWaiter struct {
-	n       int64         // bytes of the block it receives next
-	granted bool          // guarded by Fetcher.mu
-	ch      chan struct{} // closed when granted
+	n  int64         // bytes of the block it receives next
+	ch chan struct{} // closed when granted (floorFired)
 }
 
 // yieldGate is the state of the pauses; guarded by Fetcher.mu.
@@ -49,10 +48,6 @@ func (f *Fetcher) yieldToReads(j *job, n int64) {
 	for {
 		f.mu.Lock()
 		now := time.Now()
-		if w != nil && w.granted {
-			f.mu.Unlock()
-			return
-		}
 		if f.waiting[j.file] > 0 || f.closed || f.readsQuietLocked(now) {
 			f.dropWaiterLocked(w)
 			f.mu.Unlock()
@@ -157,17 +152,16 @@ func (f *Fetcher) floorFired() {
 		w := g.floorQ[0]
 		g.floorQ[0] = nil
 		g.floorQ = g.floorQ[1:]
-		w.granted = true
 		close(w.ch)
 		g.floorNext = now.Add(floorSlot(w.n))
 	}
 	f.armFloorLocked(now)
 }
 
-// dropWaiterLocked takes w, which was not granted, out of the floor's
-// queue. Fetcher.mu is held.
+// dropWaiterLocked takes w out of the floor's queue, if it is there (a
+// granted one no longer is). Fetcher.mu is held.
 func (f *Fetcher) dropWaiterLocked(w *floorWaiter) {
-	if w == nil || w.granted {
+	if w == nil {
 		return
 	}
 	g := &f.yield

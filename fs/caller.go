@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"sync"
 	"syscall"
 	"time"
 
@@ -27,28 +26,20 @@ func watchCaller(ctx context.Context) (wctx context.Context, stop func()) {
 	}
 	pid := int(fc.Caller.Pid)
 	wctx, cancel := context.WithCancel(ctx)
-	var mu sync.Mutex
-	var t *time.Timer
-	stopped := false
-	check := func() {
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			cancel()
-			return
+	go func() {
+		t := time.NewTicker(callerCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if syscall.Kill(pid, 0) == syscall.ESRCH {
+					cancel()
+					return
+				}
+			}
 		}
-		mu.Lock()
-		if !stopped {
-			t.Reset(callerCheck)
-		}
-		mu.Unlock()
-	}
-	mu.Lock()
-	t = time.AfterFunc(callerCheck, check)
-	mu.Unlock()
-	return wctx, func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		cancel()
-	}
+	}()
+	return wctx, cancel
 }

@@ -389,9 +389,7 @@ func (n *outboxFile) beginChangeLocked() error {
 // commitLocked queues the file's content; outbox.mu and outboxFile.mu are
 // held.
 func (n *outboxFile) commitLocked() error {
-	if n.ptWriters > 0 {
-		n.syncStagedLocked()
-	}
+	n.syncWrittenLocked()
 	// A passthrough writer may still write (a dup'ed descriptor, a
 	// mapping): held until its release.
 	c := uploader.Content{Path: n.pathLocked(), Size: n.size, MTime: n.mtime, Mode: n.mode, Held: n.ptWriters > 0}
@@ -412,6 +410,14 @@ func (n *outboxFile) commitLocked() error {
 	n.dirty, n.queued = false, true
 	n.held, n.heldSize = c.Held, c.Size
 	return nil
+}
+
+// syncWrittenLocked takes the size and mtime from the staged file while
+// passthrough writers may change it. outboxFile.mu is held.
+func (n *outboxFile) syncWrittenLocked() {
+	if n.ptWriters > 0 {
+		n.syncStagedLocked()
+	}
 }
 
 // syncStagedLocked takes the size and mtime from the staged file, which

@@ -20,7 +20,6 @@ import (
 type outboxHandle struct {
 	f     *os.File
 	write bool
-	pt    bool // an outboxPassthroughHandle
 }
 
 // outboxPassthroughHandle is an outboxHandle the kernel serves itself
@@ -43,7 +42,7 @@ func (h *outboxPassthroughHandle) PassthroughFd() (int, bool) {
 // newOutboxHandle returns the handle of an open staged file f.
 func newOutboxHandle(f *os.File, write, pt bool) gofs.FileHandle {
 	if pt {
-		return &outboxPassthroughHandle{outboxHandle{f: f, write: write, pt: true}}
+		return &outboxPassthroughHandle{outboxHandle{f: f, write: write}}
 	}
 	return &outboxHandle{f: f, write: write}
 }
@@ -61,9 +60,7 @@ func asOutboxHandle(fh gofs.FileHandle) *outboxHandle {
 func (n *outboxFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.ptWriters > 0 {
-		n.syncStagedLocked()
-	}
+	n.syncWrittenLocked()
 	n.fillAttrLocked(&out.Attr)
 	out.SetTimeout(outboxEntryTimeout)
 	return 0
@@ -210,17 +207,18 @@ func (n *outboxFile) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errn
 // descriptor) and lets a sent file leave once no one writes it.
 func (n *outboxFile) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 	h := asOutboxHandle(fh)
+	_, pt := fh.(*outboxPassthroughHandle)
 	ob := n.ob
 	ob.mu.Lock()
 	n.mu.Lock()
 	n.opens--
 	if h != nil && h.write {
 		n.writers--
-		if h.pt {
+		if pt {
 			n.ptWriters--
 		}
 	}
-	if h != nil && h.write && h.pt && n.ptWriters == 0 && !n.gone {
+	if pt && h.write && n.ptWriters == 0 && !n.gone {
 		if err := n.passthroughReleasedLocked(); err != nil {
 			ob.log.Error("fs: outbox: cannot queue a file", "path", ob.dir+"/"+n.pathLocked(), "err", err)
 		}
@@ -301,9 +299,7 @@ func (n *outboxFile) truncateLocked(f *os.File, size int64) syscall.Errno {
 	if err := n.beginChangeLocked(); err != nil {
 		return toErrno(n.ob.log, "truncate", n.ob.dir, err)
 	}
-	if n.ptWriters > 0 {
-		n.syncStagedLocked()
-	}
+	n.syncWrittenLocked()
 	old := n.size
 	var err error
 	if f != nil {
@@ -368,9 +364,7 @@ func (n *outboxFile) status() (uploader.Status, string) {
 	path := n.pathLocked()
 	n.ob.mu.Unlock()
 	n.mu.Lock()
-	if n.ptWriters > 0 {
-		n.syncStagedLocked()
-	}
+	n.syncWrittenLocked()
 	dirty, size := n.dirty, n.size
 	n.mu.Unlock()
 	url := n.ob.up.URL(path)
